@@ -1,0 +1,1 @@
+"""Event log backends, picked by URL scheme (see ``eventlog.open_eventlog``)."""

@@ -1,0 +1,81 @@
+"""The ``EventLog`` protocol that every backend implements.
+
+The interface is synchronous and thread-safe: session actors are threads that
+append and must block until their events are durable. A backend built on an
+async client (JetStream) runs that client on a loop of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol, runtime_checkable
+
+from eventlog.events import Event, NewEvent, Snapshot
+
+#: Called with each batch of newly durable events, in global order, on a backend thread.
+#: It must not block: hand the events over to another thread or loop.
+Listener = Callable[[list[Event]], None]
+
+
+class Subscription(Protocol):
+    def close(self) -> None:
+        """Stop delivering events to the listener."""
+
+
+@runtime_checkable
+class EventLog(Protocol):
+    """Append-only log of streams of events."""
+
+    backend: str
+
+    def append(
+        self, stream_id: str, events: Sequence[NewEvent], expected_seq: int
+    ) -> list[Event]:
+        """Append ``events`` to ``stream_id`` if its last seq is ``expected_seq``.
+
+        Returns the stored events once they are durable. Raises ``ConflictError``
+        when the stream moved on. A retry of an append whose first event's
+        ``command_id`` is already stored in this stream returns the stored events
+        and appends nothing, whatever ``expected_seq`` says.
+        """
+        ...
+
+    def read(self, stream_id: str, after_seq: int = 0, limit: int | None = None) -> list[Event]:
+        """Events of one stream with seq > ``after_seq``, in seq order."""
+        ...
+
+    def last_seq(self, stream_id: str) -> int:
+        """The seq of the stream's last event, 0 for an empty or unknown stream."""
+        ...
+
+    def read_all(self, after_position: int = 0, limit: int | None = None) -> list[Event]:
+        """Events of every stream with position > ``after_position``, in global order."""
+        ...
+
+    def last_position(self) -> int:
+        """The position of the last event in the log, 0 when empty."""
+        ...
+
+    def subscribe(self, listener: Listener) -> Subscription:
+        """Deliver every event appended from now on to ``listener``, each exactly once."""
+        ...
+
+    def save_snapshot(self, snapshot: Snapshot) -> None:
+        """Store ``snapshot``, replacing an older one of the same stream."""
+        ...
+
+    def load_snapshot(self, stream_id: str) -> Snapshot | None:
+        """The latest snapshot of the stream, or None."""
+        ...
+
+    def delete_stream(self, stream_id: str) -> None:
+        """Remove a stream's events and snapshot (an operator's purge)."""
+        ...
+
+    def count(self) -> int:
+        """The number of events in the log."""
+        ...
+
+    def close(self) -> None:
+        """Flush and release resources; further calls raise ``UnavailableError``."""
+        ...
