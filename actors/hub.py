@@ -33,7 +33,7 @@ from actors.errors import (
     SessionNotFound,
     Unavailable,
 )
-from actors.session_actor import Request, load_state
+from actors.session_actor import ActorStopped, Request, load_state
 from actors.state import OPEN_STATUSES
 from actors.supervisor import Supervisor
 from actors.turns import Turn, TurnRunner, TurnStream
@@ -197,6 +197,17 @@ class Hub:
     ) -> Any:
         if self._stopping and name not in ("complete_turn", "record_tool"):
             raise Unavailable("the server is shutting down")
+        command_id = command_id or uuid.uuid4().hex
+        for _ in range(3):
+            try:
+                return await self._ask_once(session_id, name, args, command_id)
+            except ActorStopped:
+                continue
+        raise Unavailable(f"session {session_id!r} is restarting; retry")
+
+    async def _ask_once(
+        self, session_id: str, name: str, args: dict[str, Any], command_id: str
+    ) -> Any:
         loop = self._loop or asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
 
@@ -212,7 +223,7 @@ class Hub:
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
                 loop.call_soon_threadsafe(resolve, result, error)
 
-        request = Request(name, args, reply, command_id or uuid.uuid4().hex)
+        request = Request(name, args, reply, command_id)
         self.supervisor.tell(session_id, request)
         try:
             return await asyncio.wait_for(asyncio.shield(fut), ASK_TIMEOUT_S)

@@ -70,6 +70,10 @@ def messages(state: SessionState, args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def snapshot(state: SessionState, args: dict[str, Any]) -> dict[str, Any]:
+    return state.to_snapshot()
+
+
 def open_turns(state: SessionState, args: dict[str, Any]) -> dict[str, str]:
     return dict(state.open_turns)
 
@@ -82,4 +86,5 @@ READERS: dict[str, Callable[[SessionState, dict[str, Any]], Any]] = {
     "chat_list": chat_list,
     "messages": messages,
     "open_turns": open_turns,
+    "snapshot": snapshot,
 }

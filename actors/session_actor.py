@@ -27,6 +27,11 @@ from eventlog import ConflictError, Event, EventLog, EventLogError, NewEvent, Sn
 
 log = structlog.get_logger("sessionhub.actor")
 
+
+class ActorStopped(Unavailable):
+    """The request was never handled: the actor stopped first. Safe to resend."""
+
+
 #: ``reply(result, error)``: called once, from the actor thread.
 ReplyFn = Callable[[Any, BaseException | None], None]
 
@@ -111,6 +116,10 @@ class SessionActor(pykka.ThreadingActor):
         except EventLogError as exc:
             message.reply(None, Unavailable(f"event log unavailable: {exc}"))
         except Exception as exc:
+            # Leave the supervisor's table before answering, so the caller's next
+            # request starts a fresh actor from the log instead of queueing here.
+            if self.on_stopped is not None:
+                self.on_stopped(self.session_id, self.actor_ref)
             message.reply(None, Unavailable(f"session actor failed: {exc}"))
             raise
         else:
@@ -162,7 +171,7 @@ class SessionActor(pykka.ThreadingActor):
                 return
             message = getattr(envelope, "message", None)
             if isinstance(message, Request):
-                message.reply(None, Unavailable("session actor stopped; retry"))
+                message.reply(None, ActorStopped("session actor stopped before handling this"))
 
     def on_stop(self) -> None:
         metrics.LIVE_ACTORS.dec()

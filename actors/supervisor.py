@@ -20,7 +20,7 @@ from actors import metrics
 from actors.catalog import Catalog
 from actors.clock import Clock, parse_iso
 from actors.config import HubConfig
-from actors.errors import LimitExceeded
+from actors.errors import LimitExceeded, Unavailable
 from actors.session_actor import Request, SessionActor
 from eventlog import EventLog
 
@@ -78,7 +78,7 @@ class Supervisor:
                 return
             except pykka.ActorDeadError:
                 self._drop(session_id, ref)
-        request.reply(None, RuntimeError(f"could not start actor for {session_id}"))
+        request.reply(None, Unavailable(f"could not start an actor for {session_id!r}"))
 
     def _actor_stopped(self, session_id: str, ref: pykka.ActorRef) -> None:
         self._drop(session_id, ref)
