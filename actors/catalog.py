@@ -8,7 +8,7 @@ subscription, so it also sees sessions written by other nodes. Each entry is a
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +33,9 @@ class ListQuery:
 class Catalog:
     """Thread-safe index of sessions by id and by user."""
 
-    def __init__(self) -> None:
+    def __init__(self, sinks: list[Callable[[Event], None]] | None = None) -> None:
+        #: Projections of the system streams (shared memory, hub messages).
+        self.sinks = sinks or []
         self._lock = threading.RLock()
         self._sessions: dict[str, SessionState] = {}
         self._by_user: dict[str, dict[str, SessionState]] = {}
@@ -82,6 +84,8 @@ class Catalog:
         self._position = max(self._position, event.position)
         sid = event.stream_id
         if sid.startswith(SYSTEM_STREAM_PREFIX):
+            for sink in self.sinks:
+                sink(event)
             return
         state = self._sessions.get(sid)
         if event.seq == 1:
@@ -131,9 +135,20 @@ class Catalog:
                 counts[state.status] = counts.get(state.status, 0) + 1
         return counts
 
-    def open_sessions(self) -> list[dict[str, Any]]:
+    def status(self, session_id: str | None) -> str | None:
+        with self._lock:
+            state = self._sessions.get(session_id or "")
+            return state.status if state is not None else None
+
+    def list_states(self, user_id: str | None = None) -> list[SessionState]:
+        with self._lock:
+            pool = self._sessions if user_id is None else self._by_user.get(user_id, {})
+            return list(pool.values())
+
+    def open_sessions(self, user_id: str | None = None) -> list[dict[str, Any]]:
         """(id, created_at, last_activity_at, expires_at, status) of open sessions."""
         with self._lock:
+            pool = self._sessions if user_id is None else self._by_user.get(user_id, {})
             return [
                 {
                     "session_id": s.session_id,
@@ -142,7 +157,7 @@ class Catalog:
                     "expires_at": s.expires_at,
                     "status": s.status,
                 }
-                for s in self._sessions.values()
+                for s in pool.values()
                 if s.status not in ENDED_STATUSES
             ]
 

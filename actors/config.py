@@ -41,5 +41,8 @@ class HubConfig:
     snapshot_every: int = 200
     #: Chunks of a running turn kept for reconnecting clients.
     chunk_buffer: int = 2000
-    #: Sessions whose heartbeat is older than this are shown as idle (0: off).
+    #: Active or working sessions with no heartbeat (or other activity) for this
+    #: long are marked idle (0: off).
     heartbeat_timeout_s: float = 0.0
+    #: Folder of team YAML files for collaborations (``team_config_path``).
+    teams_dir: str | None = None

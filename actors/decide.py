@@ -130,6 +130,14 @@ def expire(state: SessionState, args: dict[str, Any], ctx: Ctx) -> Decision:
     return [ctx.event("expired", {"reason": args["reason"]})], _session
 
 
+def mark_idle(state: SessionState, args: dict[str, Any], ctx: Ctx) -> Decision:
+    """Sent by the sweep when heartbeats stopped; only active or working sessions change."""
+    require_exists(state)
+    if state.status not in ("active", "working"):
+        return [], _session
+    return [ctx.event("session_idle", {"reason": "missed_heartbeats"})], _session
+
+
 def delete(state: SessionState, args: dict[str, Any], ctx: Ctx) -> Decision:
     require_exists(state)
 
@@ -363,6 +371,11 @@ def collaboration_event(state: SessionState, args: dict[str, Any], ctx: Ctx) -> 
     return [ctx.event(args.pop("type"), args)], lambda s, e: e[0].seq
 
 
+def deliver_message(state: SessionState, args: dict[str, Any], ctx: Ctx) -> Decision:
+    require_open(state)
+    return [ctx.event("message_received", args)], lambda s, e: e[0].seq
+
+
 def event_to_api(event: Event) -> dict[str, Any]:
     """An event as the API shows it; a client event shows its own data and delta."""
     body = event.to_api()
@@ -380,6 +393,7 @@ DECIDERS: dict[str, Callable[[SessionState, dict[str, Any], Ctx], Decision]] = {
     "heartbeat": heartbeat,
     "close": close,
     "expire": expire,
+    "mark_idle": mark_idle,
     "delete": delete,
     "context_set": context_set,
     "context_delete": context_delete,
@@ -391,4 +405,5 @@ DECIDERS: dict[str, Callable[[SessionState, dict[str, Any], Ctx], Decision]] = {
     "complete_turn": complete_turn,
     "append_client": append_client,
     "collaboration_event": collaboration_event,
+    "deliver_message": deliver_message,
 }

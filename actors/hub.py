@@ -14,16 +14,18 @@ import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
+from actors import metrics
 from actors import validate as v
 from actors.agents import AgentRegistry, AgentSpec, InvalidAgentSpec, default_registry
 from actors.bus import EventBus, Item, Subscriber
+from actors.caller import OPERATOR, Caller
 from actors.catalog import Catalog, ListQuery
 from actors.clock import Clock, SystemClock
+from actors.collab import CollaborationRunner
 from actors.config import HubConfig
 from actors.decide import event_to_api
 from actors.errors import (
@@ -33,11 +35,16 @@ from actors.errors import (
     SessionNotFound,
     Unavailable,
 )
+from actors.hub_collab import CollaborationMixin
+from actors.memory import SharedMemory
+from actors.messaging import Threads
 from actors.session_actor import ActorStopped, Request, load_state
 from actors.state import OPEN_STATUSES
 from actors.supervisor import Supervisor
 from actors.turns import Turn, TurnRunner, TurnStream
 from eventlog import EventLog, EventLogError
+
+__all__ = ["OPERATOR", "Caller", "EventStream", "Hub"]
 
 log = structlog.get_logger("sessionhub.hub")
 
@@ -48,18 +55,7 @@ MULTITASK = ("reject", "enqueue", "interrupt")
 ANONYMOUS = "anonymous"
 
 
-@dataclass(frozen=True)
-class Caller:
-    """Who sends a command. ``user_id`` None: an operator (or an open server)."""
-
-    user_id: str | None = None
-    transport: str = "python"
-
-
-OPERATOR = Caller()
-
-
-class Hub:
+class Hub(CollaborationMixin):
     """The session system of one node: catalog, supervisor, turns and event fan-out."""
 
     def __init__(
@@ -76,7 +72,10 @@ class Hub:
         self.registry = registry or default_registry()
         for kind, target in self.config.agent_plugins.items():
             self.registry.load_entry_point(kind, target)
-        self.catalog = Catalog()
+        self.memory = SharedMemory(log_, self.clock)
+        self.threads = Threads()
+        self.catalog = Catalog(sinks=[self.memory.apply, self.threads.apply])
+        self.collabs = CollaborationRunner(self._ask, self.registry, self.config.agents, self.clock)
         self.supervisor = Supervisor(log_, self.config, self.clock, self.catalog, monotonic)
         self.bus = EventBus()
         self.runner: TurnRunner | None = None
@@ -137,6 +136,7 @@ class Hub:
         if self._sweeper is not None:
             self._sweeper.cancel()
             await asyncio.gather(self._sweeper, return_exceptions=True)
+        await self.collabs.stop()
         if self.runner is not None:
             await self.runner.stop()
         self.bus.close_all()
@@ -183,19 +183,26 @@ class Hub:
                 continue
             if before["status"] != after["status"]:
                 expired += 1
-                from actors import metrics
-
                 metrics.EXPIRATIONS.labels(reason).inc()
+        silent = await loop.run_in_executor(None, self.supervisor.missed_heartbeats)
+        idled = 0
+        for sid in silent:
+            try:
+                before = await self._ask(sid, "get", {})
+                after = await self._ask(sid, "mark_idle", {})
+            except HubError:
+                continue
+            idled += before["status"] != after["status"]
         passivated = await loop.run_in_executor(None, self.supervisor.passivate_idle)
         self.supervisor.refresh_gauges()
-        return {"expired": expired, "passivated": passivated}
+        return {"expired": expired, "idled": idled, "passivated": passivated}
 
     # -- the bridge ------------------------------------------------------------------
 
     async def _ask(
         self, session_id: str, name: str, args: dict[str, Any], command_id: str | None = None
     ) -> Any:
-        if self._stopping and name not in ("complete_turn", "record_tool"):
+        if self._stopping and name not in ("complete_turn", "record_tool", "collaboration_event"):
             raise Unavailable("the server is shutting down")
         command_id = command_id or uuid.uuid4().hex
         for _ in range(3):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -74,6 +75,30 @@ def snapshot(state: SessionState, args: dict[str, Any]) -> dict[str, Any]:
     return state.to_snapshot()
 
 
+def inbox(state: SessionState, args: dict[str, Any]) -> dict[str, Any]:
+    require_exists(state)
+    after = args.get("after") or 0
+    type_ = args.get("type")
+    return {
+        "messages": [
+            dict(m)
+            for m in state.inbox
+            if m["seq"] > after and (type_ is None or m["type"] == type_)
+        ]
+    }
+
+
+def collaboration(state: SessionState, args: dict[str, Any]) -> dict[str, Any]:
+    require_exists(state)
+    collab = state.collaborations.get(args["collaboration_id"])
+    if collab is None:
+        raise NotFound(
+            f"collaboration {args['collaboration_id']!r} not found",
+            details={"collaboration_id": args["collaboration_id"]},
+        )
+    return copy.deepcopy(collab)
+
+
 def open_turns(state: SessionState, args: dict[str, Any]) -> dict[str, str]:
     return dict(state.open_turns)
 
@@ -87,4 +112,6 @@ READERS: dict[str, Callable[[SessionState, dict[str, Any]], Any]] = {
     "messages": messages,
     "open_turns": open_turns,
     "snapshot": snapshot,
+    "inbox": inbox,
+    "collaboration": collaboration,
 }

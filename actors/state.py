@@ -80,6 +80,10 @@ class SessionState:
     chats: dict[str, Chat] = field(default_factory=dict)
     #: turn_id -> chat_id of turns started and not yet completed.
     open_turns: dict[str, str] = field(default_factory=dict)
+    #: Hub messages received, oldest first (each with the seq of its event).
+    inbox: list[dict[str, Any]] = field(default_factory=list)
+    #: collaboration_id -> {status, result, transcript, ...}.
+    collaborations: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def is_open(self) -> bool:
@@ -146,6 +150,9 @@ class SessionState:
         return cls(**data)
 
 
+# Events the server writes by itself: they do not count as the session's activity.
+_NOT_ACTIVITY = frozenset({"expired", "session_idle"})
+
 # Events a client command causes that count as a request of the session.
 _COUNTED = frozenset(
     {
@@ -177,7 +184,7 @@ def evolve(state: SessionState, event: Event) -> SessionState:
         handler(state, data, event)
     elif "." in kind:
         _client_event(state, data, event)
-    if kind != "expired":
+    if kind not in _NOT_ACTIVITY:
         state.last_activity_at = event.created_at
     if kind in _COUNTED or "." in kind:
         state.total_requests += 1
@@ -311,8 +318,39 @@ def _turn_completed(state: SessionState, data: dict[str, Any], event: Event) -> 
     _add_message(state, data["chat_id"], data["message"], event)
 
 
-def _collaboration(state: SessionState, data: dict[str, Any], event: Event) -> None:
+def _collaboration_started(state: SessionState, data: dict[str, Any], event: Event) -> None:
     state.total_collaborations += 1
+    if state.full:
+        state.collaborations[data["collaboration_id"]] = {
+            **data,
+            "status": "running",
+            "result": None,
+            "error": None,
+            "transcript": [],
+            "created_at": event.created_at,
+            "completed_at": None,
+        }
+
+
+def _collaboration_step(state: SessionState, data: dict[str, Any], event: Event) -> None:
+    collab = state.collaborations.get(data["collaboration_id"])
+    if collab is not None:
+        step = {k: v for k, v in data.items() if k != "collaboration_id"}
+        collab["transcript"].append({**step, "created_at": event.created_at})
+
+
+def _collaboration_completed(state: SessionState, data: dict[str, Any], event: Event) -> None:
+    collab = state.collaborations.get(data["collaboration_id"])
+    if collab is not None:
+        collab["status"] = data["status"]
+        collab["result"] = data.get("result")
+        collab["error"] = data.get("error")
+        collab["completed_at"] = event.created_at
+
+
+def _message_received(state: SessionState, data: dict[str, Any], event: Event) -> None:
+    if state.full:
+        state.inbox.append({**data, "seq": event.seq})
 
 
 _HANDLERS = {
@@ -322,6 +360,7 @@ _HANDLERS = {
     "session_resumed": _set_status("active"),
     "session_closed": _set_status("closed"),
     "expired": _set_status("expired"),
+    "session_idle": _set_status("idle"),
     "session_deleted": _deleted,
     "context_set": _context_set,
     "context_deleted": _context_deleted,
@@ -330,5 +369,8 @@ _HANDLERS = {
     "chat_deleted": _chat_deleted,
     "turn_started": _turn_started,
     "turn_completed": _turn_completed,
-    "collaboration_started": _collaboration,
+    "collaboration_started": _collaboration_started,
+    "collaboration_step": _collaboration_step,
+    "collaboration_completed": _collaboration_completed,
+    "message_received": _message_received,
 }

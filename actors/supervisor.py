@@ -188,6 +188,19 @@ class Supervisor:
                 due.append((s["session_id"], "idle"))
         return due
 
+    def missed_heartbeats(self) -> list[str]:
+        """Active or working sessions silent for ``heartbeat_timeout_s``."""
+        limit = self.config.heartbeat_timeout_s
+        if limit <= 0:
+            return []
+        now = self.clock.now()
+        return [
+            s["session_id"]
+            for s in self.catalog.open_sessions()
+            if s["status"] in ("active", "working")
+            and parse_iso(s["last_activity_at"]) + limit <= now
+        ]
+
     def refresh_gauges(self) -> None:
         counts = self.catalog.count_by_status()
         for status in ("active", "working", "idle", "paused", "closed", "expired"):
