@@ -1,0 +1,7 @@
+"""``python -m sessionhub``: the same as the ``sessionhub`` command."""
+
+import sys
+
+from sessionhub.cli import main
+
+sys.exit(main())

@@ -1,0 +1,193 @@
+"""The ``sessionhub`` command: ``sessionhub serve`` and, later, the operators' tools.
+
+Each subcommand is a pair of functions registered in :data:`SUBCOMMANDS`: one adds its
+arguments to its parser, one runs it and returns the exit status. This module is the
+entry point where concrete pieces are wired together from :class:`Settings`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import structlog
+
+from sessionhub.settings import Settings, SettingsError, add_arguments, load_settings
+
+__all__ = ["SUBCOMMANDS", "Subcommand", "build_parser", "main", "serve"]
+
+log = structlog.get_logger("sessionhub")
+
+EXIT_USAGE = 2
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    """A subcommand: its help line, how to add its arguments, how to run it."""
+
+    help: str
+    description: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+# --- serve ---------------------------------------------------------------------------------
+
+
+def _serve_arguments(parser: argparse.ArgumentParser) -> None:
+    add_arguments(parser)
+
+
+def _serve_command(args: argparse.Namespace) -> int:
+    flags = {k: v for k, v in vars(args).items() if k not in ("command", "func")}
+    try:
+        settings = load_settings(flags)
+        settings.check_bind()
+    except SettingsError as exc:
+        print(f"sessionhub serve: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    from sessionhub.logging import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        return asyncio.run(serve(settings))
+    except KeyboardInterrupt:  # a second Ctrl-C during shutdown
+        return 130
+
+
+async def serve(settings: Settings, *, ready: Callable[[str, int], None] | None = None) -> int:
+    """Open the log, run the hub, serve HTTP until SIGINT/SIGTERM, then stop in order.
+
+    Shutdown: stop accepting connections, end SSE streams and WebSockets, stop the hub
+    (running turns are cancelled and recorded), wait for requests in flight, and close
+    the event log last.
+
+    Args:
+        settings: resolved settings.
+        ready: called with the bound host and port once the server accepts connections.
+    """
+    from aiohttp import web
+
+    from actors.hub import Hub
+    from eventlog import open_eventlog
+    from transports.http import make_app
+
+    try:
+        event_log = open_eventlog(settings.eventlog)
+    except Exception as exc:
+        log.error("eventlog_open_failed", url=settings.eventlog, error=str(exc))
+        return 1
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    try:
+        async with Hub.running(event_log, settings.hub) as hub:
+            app = make_app(settings, hub)
+            runner = web.AppRunner(
+                app,
+                access_log=None,
+                handle_signals=False,
+                shutdown_timeout=settings.shutdown_timeout_s,
+            )
+            await runner.setup()
+            try:
+                site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
+                try:
+                    await site.start()
+                except OSError as exc:
+                    log.error("bind_failed", host=settings.host, port=settings.port, error=str(exc))
+                    return 1
+                host, port = _bound_address(site, settings)
+                for sig in signals:
+                    loop.add_signal_handler(sig, _on_signal, stop, sig)
+                log.info(
+                    "listening",
+                    host=host,
+                    port=port,
+                    url=f"http://{_url_host(host)}:{port}",
+                    eventlog=event_log.backend,
+                    auth=settings.auth_enabled,
+                )
+                if ready is not None:
+                    ready(host, port)
+                await stop.wait()
+                log.info("shutting_down")
+            finally:
+                for sig in signals:
+                    loop.remove_signal_handler(sig)
+                await runner.cleanup()
+    finally:
+        event_log.close()
+        log.info("stopped")
+    return 0
+
+
+def _on_signal(stop: asyncio.Event, sig: signal.Signals) -> None:
+    log.info("signal", signal=sig.name)
+    stop.set()
+
+
+def _bound_address(site: object, settings: Settings) -> tuple[str, int]:
+    server = getattr(site, "_server", None)
+    for sock in getattr(server, "sockets", None) or ():
+        address = sock.getsockname()
+        return settings.host, int(address[1])
+    return settings.host, settings.port
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+# --- the command ---------------------------------------------------------------------------
+
+SUBCOMMANDS: dict[str, Subcommand] = {
+    "serve": Subcommand(
+        help="run the HTTP/SSE/WebSocket server",
+        description="Serve the sessionhub API. Every setting comes from a flag, else its "
+        "environment variable, else the --config TOML file, else its default.",
+        add_arguments=_serve_arguments,
+        run=_serve_command,
+    ),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``sessionhub`` parser with one sub-parser per subcommand."""
+    from transports.http.app import server_version
+
+    parser = argparse.ArgumentParser(
+        prog="sessionhub",
+        description="A multi-user, event-sourced session server for AI agents.",
+    )
+    parser.add_argument("--version", action="version", version=f"sessionhub {server_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, command in SUBCOMMANDS.items():
+        child = sub.add_parser(
+            name,
+            help=command.help,
+            description=command.description,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        command.add_arguments(child)
+        child.set_defaults(func=command.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``sessionhub`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return EXIT_USAGE
+    return func(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

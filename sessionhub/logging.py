@@ -1,0 +1,112 @@
+"""structlog, configured once at start-up: JSON lines in production, console in a terminal.
+
+Request context (``session_id``, ``command_id``, ``command``, ``transport``) is bound with
+:mod:`structlog.contextvars` by the transports, so every line logged while a request is
+handled carries it. Context variables do not cross into threads by themselves: code that
+hands work to an actor thread passes what it needs explicitly.
+
+Lines from the standard library's loggers (aiohttp, asyncio, pykka) go through the same
+renderer, so the output is one format.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, TextIO
+
+import structlog
+
+__all__ = ["configure_logging", "request_context", "resolve_format"]
+
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
+_configured = False
+
+
+def resolve_format(fmt: str, stream: TextIO | None = None) -> str:
+    """``auto`` becomes ``console`` on a terminal and ``json`` otherwise."""
+    if fmt != "auto":
+        return fmt
+    stream = stream or sys.stderr
+    isatty = getattr(stream, "isatty", None)
+    return "console" if isatty is not None and isatty() else "json"
+
+
+def configure_logging(
+    level: str = "info", fmt: str = "auto", stream: TextIO | None = None, *, force: bool = False
+) -> None:
+    """Configure structlog and the standard library's logging; a second call is a no-op.
+
+    Args:
+        level: ``debug``, ``info``, ``warning``, ``error`` or ``critical``.
+        fmt: ``json``, ``console`` or ``auto`` (see :func:`resolve_format`).
+        stream: where lines go (stderr by default).
+        force: configure again even if already configured (tests).
+    """
+    global _configured
+    if _configured and not force:
+        return
+    stream = stream or sys.stderr
+    numeric = _LEVELS.get(level.lower(), logging.INFO)
+    renderer: Any
+    if resolve_format(fmt, stream) == "console":
+        renderer = structlog.dev.ConsoleRenderer(colors=_isatty(stream))
+        exc = []
+    else:
+        renderer = structlog.processors.JSONRenderer()
+        exc = [structlog.processors.format_exc_info]
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    structlog.configure(
+        processors=[
+            *shared,
+            structlog.processors.StackInfoRenderer(),
+            *exc,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        cache_logger_on_first_use=True,
+    )
+
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                *exc,
+                renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(numeric)
+    # aiohttp's access log is replaced by the transport's own request line.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    _configured = True
+
+
+def _isatty(stream: TextIO) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+@contextmanager
+def request_context(**values: Any) -> Iterator[None]:
+    """Bind ``values`` (``session_id``, ``command_id``, ``transport``...) to every log line
+    of the enclosed code, then restore the previous context."""
+    with structlog.contextvars.bound_contextvars(**values):
+        yield

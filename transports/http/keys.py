@@ -1,0 +1,25 @@
+"""Typed keys of what hangs on the application and on each request."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from actors.hub import Caller, Hub
+    from sessionhub.settings import Settings
+    from transports.http.auth import Authenticator
+
+HUB: web.AppKey[Hub] = web.AppKey("hub")
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
+AUTH: web.AppKey[Authenticator] = web.AppKey("auth")
+#: Set when the server shuts down: open streams end.
+SHUTDOWN: web.AppKey[asyncio.Event] = web.AppKey("shutdown")
+#: Open WebSocket connections, closed on shutdown.
+WEBSOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("websockets")
+#: The OpenAPI document, built once.
+OPENAPI: web.AppKey[dict[str, Any]] = web.AppKey("openapi")
+
+CALLER: web.RequestKey[Caller] = web.RequestKey("caller")
