@@ -23,8 +23,10 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,6 +35,7 @@ __all__ = [
     "NatsServer",
     "find_nats_server",
     "free_port",
+    "jetstream_backend",
     "nats_cluster",
     "nats_server",
     "require_nats_server",
@@ -266,3 +269,45 @@ def nats_cluster() -> Iterator[NatsCluster]:
             yield cluster
         finally:
             cluster.stop()
+
+
+# --- the JetStream backend in the EventLog contract suite ---------------------------------
+
+_CONTRACT_SERVERS: dict[str, NatsServer] = {}
+
+
+def _module_server(request: pytest.FixtureRequest) -> NatsServer:
+    """A server shared by the tests of the requesting module, stopped after its last test."""
+    module = request.node.getparent(pytest.Module)
+    key = module.nodeid if module is not None else ""
+    server = _CONTRACT_SERVERS.get(key)
+    if server is None or not server.running():
+        workdir = Path(tempfile.mkdtemp(prefix="sessionhub-nats-contract-"))
+        server = NatsServer(require_nats_server(), workdir)
+        server.start()
+        _CONTRACT_SERVERS[key] = server
+
+        def stop() -> None:
+            server.stop()
+            _CONTRACT_SERVERS.pop(key, None)
+            shutil.rmtree(workdir, ignore_errors=True)
+
+        (module or request.session).addfinalizer(stop)
+    return server
+
+
+def jetstream_backend(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Any, Any]:
+    """``BACKENDS`` factory of the contract suite: a fresh prefix (stream and KV) per test."""
+    from eventlog.backends.jetstream import JetStreamEventLog
+
+    server = _module_server(request)
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    url = f"jetstream://127.0.0.1:{server.port}?prefix={prefix}"
+    current = [JetStreamEventLog.from_url(url)]
+
+    def reopen() -> Any:
+        current[0].close()
+        current[0] = JetStreamEventLog.from_url(url)
+        return current[0]
+
+    return current[0], reopen
