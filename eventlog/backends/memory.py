@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 
@@ -9,6 +10,8 @@ from eventlog import codec
 from eventlog.base import Listener
 from eventlog.errors import ConflictError, UnavailableError
 from eventlog.events import Event, NewEvent, Snapshot
+
+_log = logging.getLogger(__name__)
 
 
 class _Subscription:
@@ -38,9 +41,7 @@ class MemoryEventLog:
         if self._closed:
             raise UnavailableError("event log is closed")
 
-    def append(
-        self, stream_id: str, events: Sequence[NewEvent], expected_seq: int
-    ) -> list[Event]:
+    def append(self, stream_id: str, events: Sequence[NewEvent], expected_seq: int) -> list[Event]:
         with self._lock:
             self._check_open()
             stream = self._streams.setdefault(stream_id, [])
@@ -50,9 +51,10 @@ class MemoryEventLog:
                     return done
             if len(stream) != expected_seq:
                 raise ConflictError(stream_id, expected_seq, len(stream))
+            for new in events:
+                codec.encode(new.data)  # refuse what a durable backend could not store
             stored = []
             for i, new in enumerate(events):
-                codec.encode(new.data)  # refuse what a durable backend could not store
                 self._position += 1
                 stored.append(
                     Event(
@@ -69,13 +71,16 @@ class MemoryEventLog:
             stream.extend(stored)
             self._all.extend(stored)
             for sub in list(self._subs):
-                sub.listener(list(stored))
+                try:
+                    sub.listener(list(stored))
+                except Exception:  # the events are stored: the appender still succeeds
+                    _log.exception("event log listener %r failed", sub.listener)
             return stored
 
     def read(self, stream_id: str, after_seq: int = 0, limit: int | None = None) -> list[Event]:
         with self._lock:
             self._check_open()
-            events = self._streams.get(stream_id, [])[after_seq:]
+            events = self._streams.get(stream_id, [])[max(after_seq, 0) :]
             return events[:limit] if limit is not None else list(events)
 
     def last_seq(self, stream_id: str) -> int:
@@ -91,10 +96,12 @@ class MemoryEventLog:
 
     def last_position(self) -> int:
         with self._lock:
+            self._check_open()
             return self._position
 
     def subscribe(self, listener: Listener) -> _Subscription:
         with self._lock:
+            self._check_open()
             sub = _Subscription(self, listener)
             self._subs.append(sub)
             return sub
@@ -107,6 +114,7 @@ class MemoryEventLog:
     def save_snapshot(self, snapshot: Snapshot) -> None:
         with self._lock:
             self._check_open()
+            codec.encode(snapshot.state)  # refuse what a durable backend could not store
             self._snapshots[snapshot.stream_id] = snapshot
 
     def load_snapshot(self, stream_id: str) -> Snapshot | None:
@@ -123,6 +131,7 @@ class MemoryEventLog:
 
     def count(self) -> int:
         with self._lock:
+            self._check_open()
             return len(self._all)
 
     def close(self) -> None:
