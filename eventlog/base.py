@@ -28,9 +28,7 @@ class EventLog(Protocol):
 
     backend: str
 
-    def append(
-        self, stream_id: str, events: Sequence[NewEvent], expected_seq: int
-    ) -> list[Event]:
+    def append(self, stream_id: str, events: Sequence[NewEvent], expected_seq: int) -> list[Event]:
         """Append ``events`` to ``stream_id`` if its last seq is ``expected_seq``.
 
         Returns the stored events once they are durable. Raises ``ConflictError``
