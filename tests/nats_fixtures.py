@@ -31,6 +31,7 @@ from typing import Any
 import pytest
 
 __all__ = [
+    "CommandClient",
     "NatsCluster",
     "NatsServer",
     "find_nats_server",
@@ -311,3 +312,41 @@ def jetstream_backend(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[A
         return current[0]
 
     return current[0], reopen
+
+
+# --- a NATS client of the sessionhub command transport ---------------------------------------
+
+
+class CommandClient:
+    """Sends sessionhub commands over NATS: ``status, body = await client.call(name, payload)``.
+
+    The status is 200 unless the reply carries ``Sessionhub-Status`` (an error).
+    """
+
+    def __init__(self, nc: Any, prefix: str = "sessionhub", key: str | None = None) -> None:
+        self.nc = nc
+        self.prefix = prefix
+        self.key = key
+
+    async def call(
+        self,
+        command: str,
+        payload: Any = None,
+        *,
+        key: str | None = None,
+        raw: bytes | None = None,
+        timeout: float = 10.0,
+    ) -> tuple[int, Any]:
+        key = key if key is not None else self.key
+        headers = {"Authorization": f"Bearer {key}"} if key else None
+        data = raw if raw is not None else json.dumps({} if payload is None else payload).encode()
+        msg = await self.nc.request(
+            f"{self.prefix}.cmd.{command}", data, timeout=timeout, headers=headers
+        )
+        status = int((msg.headers or {}).get("Sessionhub-Status", "200"))
+        return status, json.loads(msg.data)
+
+    async def ok(self, command: str, payload: Any = None, **kw: Any) -> Any:
+        status, body = await self.call(command, payload, **kw)
+        assert status < 400, (command, status, body)
+        return body

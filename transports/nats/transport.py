@@ -1,0 +1,346 @@
+"""The NATS transport: the API's commands as request/reply, the sessions' events as subjects.
+
+- Commands: ``<prefix>.cmd.<command>`` (``session.create``, ``run``, …: the names of
+  :data:`transports.commands.COMMANDS`), taken by the queue group ``sessionhub`` so that
+  several nodes share them. The payload is the HTTP body plus the path's ids; the reply is
+  the HTTP response body, or the error body with the header ``Sessionhub-Status: <status>``.
+  Auth is the ``Authorization: Bearer <key>`` header, checked by the same
+  :class:`~transports.http.auth.Authenticator` as on HTTP.
+- Events: every durable event and stream chunk of every session is published on
+  ``<prefix>.events.<session_id>.<type>`` with the JSON of its SSE ``data:`` line, and its
+  SSE id in the header ``Sessionhub-Event-Id``. A run started over NATS with ``"stream":
+  true`` is framed like ``run_stream``: ``stream_start`` before its first chunk,
+  ``stream_end`` (or ``error``) after its last. A session id is used verbatim, so an id
+  with dots spans several tokens: subscribe to ``<prefix>.events.<session_id>.>``.
+
+Failure semantics: commands only arrive while connected, so a disconnection shows to
+clients as request timeouts / no responders, from their own client; the hub itself goes on
+(HTTP keeps working). Events produced while disconnected are dropped, counted in
+``sessionhub_nats_events_dropped_total``: they are notifications, the log keeps them and
+``events.read`` returns them. nats-py reconnects forever; reconnects are counted in
+``sessionhub_nats_reconnects_total`` and ``hub.nats_status`` says ``connected`` or
+``disconnected``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import nats
+import structlog
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from prometheus_client import Counter
+
+from actors.bus import Item
+from actors.errors import HubError, InvalidRequest
+from actors.hub import Hub
+from transports.commands import error_body, execute, observe
+from transports.http.auth import Authenticator
+
+__all__ = [
+    "DEFAULT_PREFIX",
+    "EVENTS_DROPPED",
+    "QUEUE_GROUP",
+    "RECONNECTS",
+    "STATUS_HEADER",
+    "NatsTransport",
+    "start_nats_transport",
+]
+
+log = structlog.get_logger("sessionhub.nats")
+
+DEFAULT_PREFIX = "sessionhub"
+QUEUE_GROUP = "sessionhub"
+STATUS_HEADER = "Sessionhub-Status"
+EVENT_ID_HEADER = "Sessionhub-Event-Id"
+
+RECONNECTS = Counter(
+    "sessionhub_nats_reconnects",
+    "Reconnections of the NATS transport to the NATS server.",
+)
+EVENTS_DROPPED = Counter(
+    "sessionhub_nats_events_dropped",
+    "Session events not published on NATS (disconnected, or the publish queue was full).",
+)
+
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def _dumps(body: Any) -> bytes:
+    return _JSON.encode(body).encode()
+
+
+class NatsTransport:
+    """Serves one hub over NATS. ``await start()``, then ``await stop()``.
+
+    Args:
+        hub: the started hub.
+        servers: NATS URLs (``nats://host:4222``; a comma-separated string is split).
+        prefix: the subject prefix (default ``sessionhub``).
+        auth: an :class:`Authenticator`, or the API keys (``{key: user}``), or None (open).
+        max_inflight: commands handled at once; more are answered 503 ``unavailable``.
+        max_body_bytes: a larger payload is answered 413 ``payload_too_large``.
+        queue: the queue group taking the commands.
+    """
+
+    def __init__(
+        self,
+        hub: Hub,
+        servers: str | list[str],
+        prefix: str = DEFAULT_PREFIX,
+        auth: Authenticator | Mapping[str, str] | None = None,
+        *,
+        max_inflight: int = 10_000,
+        max_body_bytes: int = 1024 * 1024,
+        queue: str = QUEUE_GROUP,
+        max_event_backlog: int = 100_000,
+    ) -> None:
+        self.hub = hub
+        self.servers = [s for s in servers.split(",") if s] if isinstance(servers, str) else servers
+        self.prefix = prefix.rstrip(".")
+        if isinstance(auth, Authenticator):
+            self.auth = auth
+        else:
+            self.auth = Authenticator(dict(auth or {}), transport="nats")
+        self.queue = queue
+        self.max_inflight = max_inflight
+        self.max_body_bytes = max_body_bytes
+        self.nc: NATS | None = None
+        self._cmd_sub: Any = None
+        self._cmd_prefix = f"{self.prefix}.cmd."
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._events: asyncio.Queue[Item | None] = asyncio.Queue(max_event_backlog)
+        self._publisher: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    # -- life cycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect, take the commands, publish the events."""
+        self.nc = await nats.connect(
+            servers=self.servers,
+            name="sessionhub",
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.25,
+            disconnected_cb=self._on_disconnected,
+            reconnected_cb=self._on_reconnected,
+            error_cb=self._on_error,
+            closed_cb=self._on_closed,
+        )
+        self._cmd_sub = await self.nc.subscribe(
+            f"{self.prefix}.cmd.>", queue=self.queue, cb=self._on_command
+        )
+        self._publisher = asyncio.get_running_loop().create_task(self._publish_events())
+        self.hub.subscribe_all(self._on_item)
+        self.hub.nats_status = "connected"
+        log.info("nats_started", servers=self.servers, prefix=self.prefix, queue=self.queue)
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Stop taking commands, answer those in flight, flush events and disconnect."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self.hub.bus.remove_listener(self._on_item)
+        nc = self.nc
+        if self._cmd_sub is not None:
+            with contextlib.suppress(Exception):
+                await self._cmd_sub.unsubscribe()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
+        with contextlib.suppress(asyncio.QueueFull):
+            self._events.put_nowait(None)
+        if self._publisher is not None:
+            try:
+                await asyncio.wait_for(self._publisher, timeout)
+            except (TimeoutError, asyncio.CancelledError):
+                self._publisher.cancel()
+        if nc is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(nc.close(), timeout)
+        self.hub.nats_status = None
+        log.info("nats_stopped")
+
+    async def _on_disconnected(self) -> None:
+        if not self._stopping:
+            self.hub.nats_status = "disconnected"
+            log.warning("nats_disconnected")
+
+    async def _on_reconnected(self) -> None:
+        RECONNECTS.inc()
+        self.hub.nats_status = "connected"
+        log.info("nats_reconnected", server=str(self.nc.connected_url) if self.nc else None)
+
+    async def _on_error(self, exc: Exception) -> None:
+        log.warning("nats_error", error=str(exc))
+
+    async def _on_closed(self) -> None:
+        if not self._stopping:
+            self.hub.nats_status = "disconnected"
+
+    @property
+    def connected(self) -> bool:
+        return self.nc is not None and self.nc.is_connected
+
+    # -- commands -------------------------------------------------------------------------
+
+    async def _on_command(self, msg: Msg) -> None:
+        """nats-py calls this for one message at a time: hand each command to a task."""
+        if not msg.reply:
+            return  # a command nobody waits for cannot be answered
+        if len(self._tasks) >= self.max_inflight:
+            name = msg.subject[len(self._cmd_prefix) :]
+            observe(name, "nats", "unavailable", 0.0)
+            await self._reply(msg, 503, error_body("unavailable", "the server is overloaded"))
+            return
+        task = asyncio.get_running_loop().create_task(self._handle(msg))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _handle(self, msg: Msg) -> None:
+        name = msg.subject[len(self._cmd_prefix) :]
+        try:
+            status, body = await self._execute(name, msg)
+        except Exception:
+            log.exception("nats_command_failed", command=name)
+            status = 500
+            body = error_body("internal_error", "the server failed to handle the command")
+        await self._reply(msg, status, body)
+
+    async def _execute(self, name: str, msg: Msg) -> tuple[int, dict[str, Any]]:
+        headers = msg.headers or {}
+        try:
+            if len(msg.data) > self.max_body_bytes:
+                raise HubError(
+                    f"the payload is larger than {self.max_body_bytes} bytes",
+                    code="payload_too_large",
+                    status=413,
+                    details={"limit": self.max_body_bytes},
+                )
+            caller = self.auth.caller_for_header(_header(headers, "Authorization"))
+            payload = _decode(msg.data)
+        except HubError as exc:
+            observe(name, "nats", exc.code, 0.0)
+            return exc.status, exc.to_body()
+        with structlog.contextvars.bound_contextvars(transport="nats", command=name):
+            status, body = await execute(name, self.hub, caller, payload, transport="nats")
+        if name == "run" and status < 300 and set(body) == {"turn_id"}:
+            self._follow_turn(body["turn_id"])
+        return status, body
+
+    def _follow_turn(self, turn_id: str) -> None:
+        """Frame a streamed run's chunks as run_stream does: stream_start before the first
+        chunk (the turn's task has not run yet), stream_end (or error) after the last."""
+        runner = self.hub.runner
+        turn = runner.get(turn_id) if runner is not None else None
+        if turn is None:
+            return
+        self._on_item(
+            Item("chunk", turn.session_id, "stream_start", str(turn.start_seq),
+                 turn.start_payload, turn.start_seq)
+        )  # fmt: skip
+        queue = turn.listen()
+
+        async def follow() -> None:
+            while (got := await queue.get()) is not None:
+                _, payload = got
+                if payload.get("type") != "stream_chunk":  # chunks come through the bus
+                    self._on_item(
+                        Item("chunk", turn.session_id, payload["type"], "", payload,
+                             turn.start_seq)
+                    )  # fmt: skip
+
+        task = asyncio.get_running_loop().create_task(follow())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _reply(self, msg: Msg, status: int, body: dict[str, Any]) -> None:
+        nc = self.nc
+        if nc is None or not nc.is_connected:
+            return  # the requester times out; nothing else to do
+        headers = {STATUS_HEADER: str(status)} if status >= 400 else None
+        try:
+            await nc.publish(msg.reply, _dumps(body), headers=headers)
+        except Exception as exc:
+            log.warning("nats_reply_failed", error=str(exc))
+
+    # -- events ---------------------------------------------------------------------------
+
+    def _on_item(self, item: Item) -> None:
+        """Called on the loop by the hub's bus for every event and chunk: queue it, in order."""
+        if not self.connected:
+            EVENTS_DROPPED.inc()
+            return
+        try:
+            self._events.put_nowait(item)
+        except asyncio.QueueFull:
+            EVENTS_DROPPED.inc()
+
+    def event_subject(self, session_id: str, type_: str) -> str:
+        return f"{self.prefix}.events.{session_id}.{type_}"
+
+    async def _publish_events(self) -> None:
+        """One task publishes every item, so the subjects see them in the bus's order."""
+        while True:
+            item = await self._events.get()
+            if item is None:
+                return
+            nc = self.nc
+            if nc is None or not nc.is_connected:
+                EVENTS_DROPPED.inc()
+                continue
+            try:
+                await nc.publish(
+                    self.event_subject(item.session_id, item.type),
+                    _dumps(item.payload),
+                    headers={EVENT_ID_HEADER: item.sse_id} if item.sse_id else None,
+                )
+            except Exception as exc:
+                EVENTS_DROPPED.inc()
+                log.warning("nats_event_publish_failed", error=str(exc))
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is not None:
+        return value
+    lower = name.lower()
+    for key, val in headers.items():
+        if key.lower() == lower:
+            return val
+    return None
+
+
+def _decode(data: bytes) -> Any:
+    """The JSON payload; an empty payload is an empty object (commands without a body)."""
+    if not data.strip():
+        return {}
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"the payload is not valid JSON: {exc}", field="body") from None
+
+
+async def start_nats_transport(
+    hub: Hub,
+    url: str | list[str],
+    prefix: str = DEFAULT_PREFIX,
+    auth: Authenticator | Mapping[str, str] | None = None,
+    **options: Any,
+) -> NatsTransport:
+    """Serve ``hub`` over NATS at ``url``; ``await handle.stop()`` before the hub stops.
+
+    Args:
+        hub: a started hub.
+        url: the NATS server(s), ``nats://host:4222`` (comma-separated for several).
+        prefix: the subject prefix.
+        auth: the HTTP server's :class:`Authenticator`, the API keys, or None (open).
+        options: keyword options of :class:`NatsTransport`.
+    """
+    transport = NatsTransport(hub, url, prefix, auth, **options)
+    await transport.start()
+    return transport
