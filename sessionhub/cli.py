@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from sessionhub import ops
 from sessionhub.settings import Settings, SettingsError, add_arguments, load_settings
 
 __all__ = ["SUBCOMMANDS", "Subcommand", "build_parser", "main", "serve"]
@@ -154,6 +155,14 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         run=_serve_command,
     ),
 }
+
+# The operators' tools (sessionhub/ops/): each module registers its own subcommands.
+ops.sessions.register(SUBCOMMANDS, Subcommand)
+ops.replay.register(SUBCOMMANDS, Subcommand)
+ops.events.register(SUBCOMMANDS, Subcommand)
+ops.export_import.register(SUBCOMMANDS, Subcommand)
+ops.verify.register(SUBCOMMANDS, Subcommand)
+ops.snapshot.register(SUBCOMMANDS, Subcommand)
 
 
 def build_parser() -> argparse.ArgumentParser:
