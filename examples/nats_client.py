@@ -68,31 +68,33 @@ async def main(url: str, prefix: str, key: str | None) -> int:
         print(f"run -> {reply['message']['content']}")
 
         # A streamed run: subscribe to the session's events first, then start the turn.
-        done = asyncio.Event()
-        turn: dict[str, str] = {}
+        # The chunks may arrive before the reply with the turn id: note which turns ended.
+        ended: dict[str, asyncio.Event] = {}
+
+        def ended_event(turn_id: str) -> asyncio.Event:
+            return ended.setdefault(turn_id, asyncio.Event())
 
         async def on_event(msg: Any) -> None:
             event = json.loads(msg.data)
-            kind = event["type"]
-            if kind == "stream_chunk":
-                print(event["data"]["content"], end="", flush=True)
-            elif kind == "stream_start":
+            kind, data = event["type"], event["data"]
+            if kind == "stream_start":
                 print("stream: ", end="", flush=True)
-            elif kind in ("stream_end", "error") and event["data"].get("turn_id") in (
-                None,
-                turn.get("id"),
-            ):
-                print()
-                print(f"stream ended: {event['data'].get('complete_text', event['data'])!s}")
-                done.set()
+            elif kind == "stream_chunk":
+                print(data["content"], end="", flush=True)
+            elif kind == "stream_end":
+                print(f"\nstream ended: {data['complete_text']}")
+                ended_event(data["turn_id"]).set()
+            elif kind == "error":
+                print(f"\nthe turn failed: {data}")
+                for waiting in ended.values():
+                    waiting.set()
 
         sub = await nc.subscribe(f"{prefix}.events.{sid}.>", cb=on_event)
         await nc.flush()
         started = await hub.call(
             "run", session_id=sid, message="tell me a short story", stream=True
         )
-        turn["id"] = started["turn_id"]
-        await asyncio.wait_for(done.wait(), 60)
+        await asyncio.wait_for(ended_event(started["turn_id"]).wait(), 60)
         await sub.unsubscribe()
 
         events = await hub.call("events.read", session_id=sid)
