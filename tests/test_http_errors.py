@@ -270,12 +270,24 @@ async def test_unexpected_exception_is_500_in_the_same_shape(srv, monkeypatch):
         raise RuntimeError("a bug")
 
     monkeypatch.setattr(srv.hub, "session_stats", broken)
-    monkeypatch.setattr(srv.hub, "health", broken)
     sid = (await srv.create())["session_id"]
     status, body = await srv.call("GET", f"/sessions/{sid}/stats")
     assert_error(status, body, 500, "internal_error")
-    status, body = await srv.call("GET", "/health")
-    assert_error(status, body, 500, "internal_error")
+
+
+async def test_event_log_down_is_503(tmp_path):
+    """With the event log gone, commands and /health answer 503 unavailable, not 500."""
+    async with running_server(eventlog=f"sqlite:///{tmp_path}/e.db") as srv:
+        sid = (await srv.create())["session_id"]
+        srv.log.close()
+        for method, path, body in [
+            ("PUT", f"/sessions/{sid}/context/k", 1),
+            ("GET", f"/sessions/{sid}/events", None),
+            ("POST", "/sessions", {}),
+            ("GET", "/health", None),
+        ]:
+            status, out = await srv.call(method, path, body)
+            assert_error(status, out, 503, "unavailable")
 
 
 async def test_query_tricks_never_500(srv):

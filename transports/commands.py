@@ -14,6 +14,7 @@ Query-ish fields may come as strings (HTTP query strings and headers) or as JSON
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -313,8 +314,18 @@ def error_body(code: str, message: str, details: Mapping[str, Any] | None = None
 
 def observe(command: str, transport: str, outcome: str, seconds: float) -> None:
     """Record one handled command in the transport metrics."""
-    COMMANDS_TOTAL.labels(command, transport, outcome).inc()
-    COMMAND_LATENCY.labels(command, transport).observe(seconds)
+    _counter(command, transport, outcome).inc()
+    _latency(command, transport).observe(seconds)
+
+
+@functools.lru_cache(maxsize=4096)
+def _counter(command: str, transport: str, outcome: str) -> Any:
+    return COMMANDS_TOTAL.labels(command, transport, outcome)
+
+
+@functools.lru_cache(maxsize=1024)
+def _latency(command: str, transport: str) -> Any:
+    return COMMAND_LATENCY.labels(command, transport)
 
 
 async def execute(

@@ -11,10 +11,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from actors.errors import HubError, InvalidRequest
+from actors.errors import HubError, InvalidRequest, Unavailable
 from transports.commands import execute, observe
 from transports.http.bodies import NO_BODY, read_json
 from transports.http.keys import CALLER, HUB, OPENAPI
@@ -24,6 +25,8 @@ from transports.http.sse import send_stream
 from transports.http.ws import websocket
 
 __all__ = ["SPECIAL_HANDLERS", "command_handler"]
+
+log = structlog.get_logger("sessionhub.http")
 
 
 async def _payload(request: web.Request, route: Route) -> dict[str, Any]:
@@ -75,7 +78,14 @@ def command_handler(route: Route) -> Any:
 
 
 async def health(request: web.Request) -> web.StreamResponse:
-    body = await request.app[HUB].health()
+    """200 while the hub is ok; 503 while it stops or when it cannot answer (log down)."""
+    try:
+        body = await request.app[HUB].health()
+    except HubError:
+        raise
+    except Exception as exc:
+        log.warning("health_failed", error=str(exc))
+        raise Unavailable(f"the server cannot check its health: {exc}") from None
     return json_response(body, 200 if body.get("status") == "ok" else 503)
 
 

@@ -9,9 +9,11 @@ caller. CORS headers are added to every response, streams included, by
 
 from __future__ import annotations
 
+import functools
+import itertools
 import json
+import secrets
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -57,6 +59,15 @@ _HTTP_CODES = {
 }
 
 
+_ID_PREFIX = secrets.token_hex(4)
+_ID_COUNTER = itertools.count(1)
+
+
+def _next_request_id() -> str:
+    """A request id unique to this process run: a random prefix and a counter."""
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):08x}"
+
+
 def json_response(
     body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None
 ) -> web.Response:
@@ -98,6 +109,11 @@ def _from_http_exception(request: web.Request, exc: web.HTTPException) -> web.Re
     return json_response(error_body(code, message, details), status, headers)
 
 
+@functools.lru_cache(maxsize=4096)
+def _request_counter(method: str, route: str, status: int) -> Any:
+    return HTTP_REQUESTS_TOTAL.labels(method, route, str(status))
+
+
 def _route_label(request: web.Request) -> str:
     route = request.match_info.route
     resource = getattr(route, "resource", None)
@@ -108,7 +124,7 @@ def _route_label(request: web.Request) -> str:
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every error in the API's shape; one log line and one metric per request."""
     started = time.perf_counter()
-    request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex[:16]
+    request_id = request.headers.get("X-Request-Id") or _next_request_id()
     if len(request_id) > 128:
         request_id = request_id[:128]
     context: dict[str, Any] = {"transport": "http", "command_id": request_id}
@@ -127,10 +143,16 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             if exc.status < 400:
                 raise
             response = _from_http_exception(request, exc)
-        except (ConnectionError, TimeoutError) as exc:
-            # The client is gone; nobody reads an answer.
-            log.info("client_gone", method=request.method, path=request.path, error=str(exc))
-            raise
+        except ConnectionError as exc:
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                # The client is gone; nobody reads an answer.
+                log.info("client_gone", method=request.method, path=request.path, error=str(exc))
+                raise
+            log.exception("request_failed", method=request.method, path=request.path)
+            response = json_response(
+                error_body("internal_error", "the server failed to handle the request"), 500
+            )
         except Exception:
             log.exception("request_failed", method=request.method, path=request.path)
             response = json_response(
@@ -140,7 +162,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             response.headers.setdefault("X-Request-Id", request_id)
         elapsed = time.perf_counter() - started
         status = response.status
-        HTTP_REQUESTS_TOTAL.labels(request.method, _route_label(request), str(status)).inc()
+        _request_counter(request.method, _route_label(request), status).inc()
         log.info(
             "request",
             method=request.method,
