@@ -66,6 +66,21 @@ async def serve(url: str) -> None:
 
     await echo_nc.subscribe(ECHO_SUBJECT, cb=echo)
     async with Hub.running(MemoryEventLog()) as hub:
+        # the hub alone, called in-process: what the transport adds is the difference
+        from actors.hub import OPERATOR
+
+        sid = (await hub.create_session(OPERATOR, {}))["session_id"]
+        n = [0]
+
+        async def context_set() -> Any:
+            n[0] += 1
+            return await hub.context_set(OPERATOR, sid, f"k{n[0] % 50}", TEXT)
+
+        inproc = {
+            "session.get": await round_trips(lambda: hub.get_session(OPERATOR, sid), 2000),
+            "context.set": await round_trips(context_set, 2000),
+        }
+        print("inproc " + json.dumps(inproc), flush=True)
         transport = await start_nats_transport(hub, url, PREFIX)
         print("ready", flush=True)
         loop = asyncio.get_running_loop()
@@ -255,9 +270,12 @@ def main() -> None:
         )
         try:
             assert proc.stdout is not None
+            inproc: dict[str, dict[str, float]] = {}
             while (line := proc.stdout.readline()).strip() != "ready":  # skip its log lines
                 if not line:
                     sys.exit("the server process did not start")
+                if line.startswith("inproc "):
+                    inproc = json.loads(line.removeprefix("inproc "))
             rows = asyncio.run(bench_commands(url, args.requests, args.concurrency))
         finally:
             if proc.stdin:
@@ -291,6 +309,11 @@ def main() -> None:
         print(
             f"| {r['name']} | {r['p50']:.3f} | {r['p99']:.3f} | "
             f"{r['p50'] / echo['p50']:.1f}x | {r['rate']:,.0f} |"
+        )
+    for name, r in inproc.items():
+        print(
+            f"| {name} called in-process on the hub (no transport) | {r['p50']:.3f} | "
+            f"{r['p99']:.3f} | {r['p50'] / echo['p50']:.1f}x | |"
         )
     print()
     print("| JetStream | appends/s |")
