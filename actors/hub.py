@@ -565,6 +565,8 @@ class Hub(CollaborationMixin):
     async def open_event_stream(
         self, caller: Caller, session_id: str, last_event_id: str | None = None
     ) -> EventStream:
+        if self._stopping:
+            raise Unavailable("the server is shutting down")
         sid = self._access(caller, session_id)
         seq, n = _parse_event_id(last_event_id)
         sub = self.bus.subscribe(sid)
@@ -587,7 +589,10 @@ class Hub(CollaborationMixin):
                 "total": sum(counts.values()),
                 "live_actors": self.supervisor.live_actors(),
             },
-            "eventlog": {"backend": self.log.backend, "events": self.log.count()},
+            "eventlog": {
+                "backend": self.log.backend,
+                "events": await self._in_executor(self.log.count),
+            },
             "nats": self.nats_status,
         }
 
@@ -624,7 +629,10 @@ class EventStream:
     """Every durable event after a position, then live events and chunks, with no gap.
 
     It subscribes first, then reads the log, then drains what arrived meanwhile,
-    skipping what it already sent: durable events by seq, chunks by (turn, n).
+    skipping what it already sent. A chunk's position is (anchor, n): the n-th
+    chunk after durable event ``anchor``; resuming from ``SEQ.N`` (or plain ``SEQ``,
+    which is ``SEQ.0``) replays durable events after SEQ merged in order with the
+    buffered chunks after that position.
     """
 
     def __init__(
@@ -634,33 +642,46 @@ class EventStream:
         self.session_id = session_id
         self.sub = sub
         self.after_seq = after_seq
-        self.after_n = after_n
+        self.after_n = after_n or 0
         self._closed = False
+
+    def _buffered(self) -> list[tuple[int, int, dict[str, Any]]]:
+        """Chunks of running turns after the resume position, in (anchor, n) order."""
+        runner = self.hub.runner
+        out = []
+        for turn in runner.running(self.session_id) if runner else []:
+            for anchor, n, payload in list(turn.chunks):
+                if (anchor, n) > (self.after_seq, self.after_n):
+                    out.append((anchor, n, payload))
+        out.sort(key=lambda c: (c[0], c[1]))
+        return out
 
     async def __aiter__(self) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         try:
             last_seq = self.after_seq
-            sent_chunks: dict[int, int] = {}
-            if self.after_n is not None:
-                sent_chunks[self.after_seq] = self.after_n
+            sent: dict[int, int] = {}
+            durable = []
             while True:
                 batch = await self.hub._in_executor(
                     lambda a=last_seq: self.hub.log.read(self.session_id, after_seq=a, limit=1000)
                 )
-                for event in batch:
-                    last_seq = event.seq
-                    yield str(event.seq), event_to_api(event)
+                durable.extend(batch)
+                if batch:
+                    last_seq = batch[-1].seq
                 if len(batch) < 1000:
                     break
-            runner = self.hub.runner
-            for turn in runner.running(self.session_id) if runner else []:
-                if turn.start_seq > last_seq or turn.start_seq < self.after_seq:
-                    continue
-                start_n = sent_chunks.get(turn.start_seq, 0)
-                for n, payload in list(turn.chunks):
-                    if n > start_n:
-                        sent_chunks[turn.start_seq] = n
-                        yield f"{turn.start_seq}.{n}", payload
+            chunks = self._buffered()
+            i = 0
+            for event in durable:
+                while i < len(chunks) and chunks[i][0] < event.seq:
+                    anchor, n, payload = chunks[i]
+                    sent[anchor] = n
+                    i += 1
+                    yield f"{anchor}.{n}", payload
+                yield str(event.seq), event_to_api(event)
+            for anchor, n, payload in chunks[i:]:
+                sent[anchor] = n
+                yield f"{anchor}.{n}", payload
             while not self._closed:
                 item: Item | None = await self.sub.queue.get()
                 if item is None:
@@ -669,10 +690,10 @@ class EventStream:
                     if item.seq <= last_seq:
                         continue
                     last_seq = item.seq
-                elif item.n <= sent_chunks.get(item.seq, 0):
+                elif item.n <= sent.get(item.seq, 0):
                     continue
                 else:
-                    sent_chunks[item.seq] = item.n
+                    sent[item.seq] = item.n
                 yield item.sse_id, item.payload
         finally:
             self.hub.bus.unsubscribe(self.sub)

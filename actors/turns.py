@@ -56,7 +56,11 @@ class Turn:
         self.chat_id: str = ctx["chat_id"]
         self.start_seq: int = ctx["seq"]
         self.ctx = ctx
-        self.chunks: deque[tuple[int, dict[str, Any]]] = deque(maxlen=buffer)
+        #: Recent chunks as (anchor, n, payload): the n-th chunk after durable event
+        #: ``anchor`` (the turn's start, then each tool event it recorded).
+        self.chunks: deque[tuple[int, int, dict[str, Any]]] = deque(maxlen=buffer)
+        self.anchor = self.start_seq
+        self.anchor_n = 0
         self.parts: list[str] = []
         self.listeners: list[asyncio.Queue[tuple[str | None, dict[str, Any]] | None]] = []
         self.done = asyncio.Event()
@@ -70,6 +74,10 @@ class Turn:
         q: asyncio.Queue[tuple[str | None, dict[str, Any]] | None] = asyncio.Queue()
         self.listeners.append(q)
         return q
+
+    def unlisten(self, q: asyncio.Queue[Any]) -> None:
+        if q in self.listeners:
+            self.listeners.remove(q)
 
     def emit(self, sse_id: str | None, payload: dict[str, Any]) -> None:
         for q in self.listeners:
@@ -93,12 +101,19 @@ class TurnStream:
         self._queue = turn.listen()
 
     async def __aiter__(self) -> AsyncIterator[tuple[str | None, dict[str, Any]]]:
-        yield str(self.turn.start_seq), self.turn.start_payload
-        while True:
-            item = await self._queue.get()
-            if item is None:
-                return
-            yield item
+        try:
+            yield str(self.turn.start_seq), self.turn.start_payload
+            while True:
+                item = await self._queue.get()
+                if item is None:
+                    return
+                yield item
+        finally:
+            self.turn.unlisten(self._queue)
+
+    async def aclose(self) -> None:
+        """Stop reading (the turn goes on); nothing more is queued for this reader."""
+        self.turn.unlisten(self._queue)
 
 
 class TurnRunner:
@@ -187,14 +202,15 @@ class TurnRunner:
 
     def _chunk(self, turn: Turn, text: str) -> None:
         turn.parts.append(text)
-        n = len(turn.parts)
-        payload = _payload("stream_chunk", {"content": text, "sequence": n}, self.clock.now())
-        turn.chunks.append((n, payload))
-        sse_id = f"{turn.start_seq}.{n}"
-        turn.emit(sse_id, payload)
-        self.bus.publish(
-            Item("chunk", turn.session_id, "stream_chunk", sse_id, payload, turn.start_seq, n)
+        payload = _payload(
+            "stream_chunk", {"content": text, "sequence": len(turn.parts)}, self.clock.now()
         )
+        turn.anchor_n += 1
+        anchor, n = turn.anchor, turn.anchor_n
+        turn.chunks.append((anchor, n, payload))
+        sse_id = f"{anchor}.{n}"
+        turn.emit(sse_id, payload)
+        self.bus.publish(Item("chunk", turn.session_id, "stream_chunk", sse_id, payload, anchor, n))
 
     async def _record_tool(self, turn: Turn, out: ToolCall | ToolResult) -> None:
         if isinstance(out, ToolCall):
@@ -207,7 +223,9 @@ class TurnRunner:
                 "is_error": out.is_error,
             }
         args.update(turn_id=turn.turn_id, call_id=out.call_id)
-        await self.ask(turn.session_id, "record_tool", args)
+        seq = await self.ask(turn.session_id, "record_tool", args)
+        if seq:
+            turn.anchor, turn.anchor_n = seq, 0
 
     async def _complete(
         self, turn: Turn, status: str, error: dict[str, Any] | None, started: float, kind: str

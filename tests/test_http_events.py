@@ -294,11 +294,6 @@ async def test_websocket_close_mid_turn_does_not_stop_the_turn(srv):
     assert body["messages"][-1]["status"] == "complete"
 
 
-@pytest.mark.xfail(
-    reason="hub: a chunk's SSE id is SEQ.N with SEQ the turn's start event, not the last "
-    "durable event before it, so resuming from a chunk re-sends the turn's tool events",
-    strict=False,
-)
 async def test_resume_from_a_chunk_after_tool_events_has_no_duplicate(srv):
     """Resuming from a chunk id never re-sends durable events the client already saw."""
     sid = (await srv.create(agent={"kind": "calculator"}))["session_id"]

@@ -288,3 +288,56 @@ async def test_event_stream_resumes_without_gap(hub):
     await hub.context_set(ALICE, sid, "k", 10)
     await asyncio.wait_for(task, 5)
     assert seen == ["3", "4", "5", "6"]
+
+
+class _ScriptedAgent:
+    """Streams words, records a tool call in the middle, waits on a gate before finishing."""
+
+    gate: asyncio.Event
+
+    def __init__(self, spec, settings) -> None:
+        pass
+
+    async def stream(self, turn):
+        from actors.agents import TextDelta, ToolCall, ToolResult
+
+        for word in ("a ", "b ", "c "):
+            yield TextDelta(word)
+        yield ToolCall("call-1", "lookup", {"q": "x"})
+        yield ToolResult("call-1", "lookup", "found")
+        for word in ("d ", "e "):
+            yield TextDelta(word)
+        await _ScriptedAgent.gate.wait()
+        yield TextDelta("f")
+
+
+async def test_resume_mid_turn_across_tool_events_has_no_gap_or_duplicate():
+    """Chunk ids anchor on the last durable event; resuming from any id loses nothing."""
+    _ScriptedAgent.gate = asyncio.Event()
+    async with Hub.running(MemoryEventLog(), config()) as hub:
+        hub.registry.register("scripted", _ScriptedAgent)
+        s = await hub.create_session(ALICE, {"agent": {"kind": "scripted"}})
+        sid = s["session_id"]
+        turn = await hub.start_turn(ALICE, sid, {"message": "go"})
+        ids = [i async for i, _ in _take(turn, 6)]
+        assert ids == ["2", "2.1", "2.2", "2.3", "4.1", "4.2"]
+        for resume_from in ("2", "2.2", "3", "4", "4.1"):
+            stream = await hub.open_event_stream(ALICE, sid, resume_from)
+            got = [i async for i, _ in _take(stream, 10, stop_after="4.2")]
+            expected = ["2.1", "2.2", "2.3", "3", "4", "4.1", "4.2"]
+            start = expected.index(resume_from) + 1 if resume_from in expected else 0
+            assert got == expected[start:], (resume_from, got)
+            await stream.aclose()
+        _ScriptedAgent.gate.set()
+        await turn.turn.done.wait()
+        content = (await hub.messages(ALICE, sid, {}))["messages"][-1]["content"]
+        assert content == "a b c d e f"
+
+
+async def _take(stream, limit, stop_after=None):
+    count = 0
+    async for sse_id, payload in stream:
+        yield sse_id, payload
+        count += 1
+        if count >= limit or sse_id == stop_after:
+            return
