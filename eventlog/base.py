@@ -32,9 +32,9 @@ class EventLog(Protocol):
         """Append ``events`` to ``stream_id`` if its last seq is ``expected_seq``.
 
         Returns the stored events once they are durable. Raises ``ConflictError``
-        when the stream moved on. A retry of an append whose first event's
-        ``command_id`` is already stored in this stream returns the stored events
-        and appends nothing, whatever ``expected_seq`` says.
+        when the stream moved on. A retry (the same ``expected_seq``, and a first
+        event whose ``command_id`` is the one stored at ``expected_seq + 1``)
+        returns the stored events and appends nothing.
         """
         ...
 
