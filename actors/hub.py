@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -86,6 +87,9 @@ class Hub(CollaborationMixin):
         self._create_lock: asyncio.Lock | None = None
         self._stopping = False
         self.nats_status: str | None = None
+        #: Command ids: unique per process start, cheap to make.
+        self._node = uuid.uuid4().hex[:12]
+        self._counter = itertools.count(1)
 
     # -- life cycle ------------------------------------------------------------------
 
@@ -204,7 +208,7 @@ class Hub(CollaborationMixin):
     ) -> Any:
         if self._stopping and name not in ("complete_turn", "record_tool", "collaboration_event"):
             raise Unavailable("the server is shutting down")
-        command_id = command_id or uuid.uuid4().hex
+        command_id = command_id or f"{self._node}-{next(self._counter)}"
         for _ in range(3):
             try:
                 return await self._ask_once(session_id, name, args, command_id)
@@ -232,10 +236,13 @@ class Hub(CollaborationMixin):
 
         request = Request(name, args, reply, command_id)
         self.supervisor.tell(session_id, request)
+        # A safety net, not a deadline: an actor answers every request it receives.
+        late = Unavailable(f"session {session_id!r} did not answer in time")
+        timer = loop.call_later(ASK_TIMEOUT_S, resolve, None, late)
         try:
-            return await asyncio.wait_for(asyncio.shield(fut), ASK_TIMEOUT_S)
-        except TimeoutError:
-            raise Unavailable(f"session {session_id!r} did not answer in time") from None
+            return await fut
+        finally:
+            timer.cancel()
 
     def _access(self, caller: Caller, session_id: Any) -> str:
         """404 for an unknown session and for another user's session alike."""
