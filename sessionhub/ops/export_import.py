@@ -15,8 +15,9 @@ Import appends each run of consecutive lines of one stream with a conditional ap
 command ids and timestamps. Events the target already holds are compared instead of
 appended: identical ones are skipped (a re-import is idempotent), a different event at
 the same (stream, seq) is reported as a conflict and the rest of that stream is not
-imported. A run never splits the events of one command (one original append), because
-the log dedupes an append by its first event's command id.
+imported. A run never splits the events of one command (one original append): they go
+back in together, and the log's dedupe of a retried append by its first event's command
+id cannot mistake the second half of a command for a retry of its first.
 
 Both use the ``EventLog`` protocol only, so they work on every backend (sqlite,
 jetstream, memory) and beside a running server.
