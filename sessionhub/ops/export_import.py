@@ -476,7 +476,8 @@ def register(commands: MutableMapping[str, Any], factory: Callable[..., Any]) ->
         description="Append the events of an export file with the same seqs, command ids "
         "and timestamps, by conditional appends. Events already present are compared and "
         "skipped, so a re-import changes nothing; a different event at the same (stream, "
-        "seq) is reported as a conflict (exit status 1).\n\n"
+        "seq) is reported as a conflict (exit status 1). A server running on the same "
+        "SQLite file sees imported sessions after a restart.\n\n"
         "  sessionhub import backup.jsonl --eventlog sqlite:///restored/events.db",
         add_arguments=_import_arguments,
         run=command("import", _run_import),
