@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -34,11 +35,13 @@ __all__ = [
     "CommandClient",
     "NatsCluster",
     "NatsServer",
+    "NodeProcess",
     "find_nats_server",
     "free_port",
     "jetstream_backend",
     "nats_cluster",
     "nats_server",
+    "node_main",
     "require_nats_server",
 ]
 
@@ -350,3 +353,73 @@ class CommandClient:
         status, body = await self.call(command, payload, **kw)
         assert status < 400, (command, status, body)
         return body
+
+
+# --- a sessionhub node in a process of its own (for SIGKILL) ---------------------------------
+
+
+async def _run_node(
+    nats_url: str, eventlog_url: str, prefix: str, node_id: str, ttl: float
+) -> None:
+    import asyncio
+
+    from actors.config import HubConfig
+    from actors.hub import Hub
+    from eventlog import open_eventlog
+    from transports.nats import start_nats_transport
+
+    log = open_eventlog(eventlog_url)
+    try:
+        async with Hub.running(log, HubConfig()) as hub:
+            transport = await start_nats_transport(
+                hub, nats_url, prefix, None, cluster=True, node_id=node_id, lease_ttl_s=ttl
+            )
+            print("ready", flush=True)
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, sys.stdin.read)  # until stdin closes
+            await transport.stop()
+    finally:
+        log.close()
+
+
+def node_main() -> None:
+    """Run one node: argv is NATS_URL EVENTLOG_URL PREFIX NODE_ID LEASE_TTL_S."""
+    import asyncio
+
+    nats_url, eventlog_url, prefix, node_id, ttl = sys.argv[1:6]
+    asyncio.run(_run_node(nats_url, eventlog_url, prefix, node_id, float(ttl)))
+
+
+class NodeProcess:
+    """A sessionhub node (hub + JetStream log + NATS transport in cluster mode) as a child."""
+
+    def __init__(self, nats_url: str, eventlog_url: str, prefix: str, node_id: str, ttl: float):
+        root = Path(__file__).resolve().parent.parent
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", "from tests.nats_fixtures import node_main; node_main()",
+             nats_url, eventlog_url, prefix, node_id, str(ttl)],
+            cwd=root, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONPATH": str(root)},
+        )  # fmt: skip
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while (line := self.proc.stdout.readline()).strip() != "ready":
+            if not line or time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError("the sessionhub node did not start")
+        threading.Thread(target=self.proc.stdout.read, daemon=True).start()  # drain its logs
+
+    def kill(self) -> None:
+        """SIGKILL: the node dies without releasing anything."""
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()

@@ -135,6 +135,7 @@ async def test_every_listed_command_round_trips(served: Served) -> None:
     assert status == 409, body  # nothing is running: the same refusal as on HTTP
     events = await ok("events.read", {"session_id": "s1", "type": "session_created"})
     assert [e["seq"] for e in events["events"]] == [1]
+    await _collaboration_commands(c, ok)
     assert (await ok("session.close", {"session_id": "s1"}))["status"] == "closed"
     deleted = await ok("session.delete", {"session_id": "s1"})
     assert deleted["success"] is True
@@ -143,6 +144,48 @@ async def test_every_listed_command_round_trips(served: Served) -> None:
     supported = [name for name in API_COMMANDS if name in COMMANDS]
     missing = sorted(set(supported) - used)
     assert not missing, f"commands not exercised: {missing}"
+
+
+async def _collaboration_commands(c: CommandClient, ok: Any) -> None:
+    """hub.*, memory.* and collaboration.*, as far as the command layer has them."""
+    if "hub.send" in COMMANDS:
+        await ok("session.create", {"session_id": "s2"})
+        sent = await ok(
+            "hub.send",
+            {"from_session": "s1", "to_session": "s2", "type": "ping", "subject": "hi",
+             "body": "hello"},
+        )  # fmt: skip
+        assert sent["message_id"] and sent["thread_id"]
+    if "memory.set" in COMMANDS:
+        put = await ok(
+            "memory.set",
+            {"key": "task_1", "session_id": "s1", "value": {"x": 1}, "type": "task"},
+        )
+        assert (put["key"], put["value"]) == ("task_1", {"x": 1})
+    if "memory.get" in COMMANDS:
+        got = await ok("memory.get", {"key": "task_1", "session_id": "s1"})
+        assert got["value"] == {"x": 1}
+    if "memory.search" in COMMANDS:
+        found = await ok("memory.search", {"pattern": "task_*", "session_id": "s1"})
+        assert [e["key"] for e in found["entries"]] == ["task_1"]
+    if "memory.delete" in COMMANDS:
+        assert (await ok("memory.delete", {"key": "task_1", "session_id": "s1"}))["success"]
+    if "collaboration.start" in COMMANDS:
+        team = {
+            "agents": [{"name": "a", "role": "writer", "agent": {"kind": "echo"}}],
+            "strategy": "round_robin",
+            "max_rounds": 1,
+        }
+        started = await ok(
+            "collaboration.start", {"session_id": "s1", "team": team, "task": "do it"}
+        )
+        assert started["collaboration_id"]
+        if "collaboration.get" in COMMANDS:
+            got = await ok(
+                "collaboration.get",
+                {"collaboration_id": started["collaboration_id"], "session_id": "s1"},
+            )
+            assert got["status"] in ("running", "completed")
 
 
 async def test_errors_carry_the_status_header(served: Served) -> None:

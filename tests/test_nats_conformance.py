@@ -99,7 +99,7 @@ SCENARIO: list[Step] = [
 ]  # fmt: skip
 
 _TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
-_ID = re.compile(r"^(msg|evt|turn|cmd|chat)-[0-9a-f]{8,}$|^[0-9a-f]{32}$")
+_ID = re.compile(r"^(msg|evt|turn|cmd|chat)-[0-9a-f]{8,}$|^[0-9a-f]{32}$|^[0-9a-f]{12}-\d+$")
 _VOLATILE = {"duration_ms", "average_response_ms", "uptime_s", "message"}
 
 
@@ -121,7 +121,7 @@ def normalize(value: Any, key: str | None = None) -> Any:
             return "<time>"
         if _ID.match(value):
             return "<id>"
-    if isinstance(value, float) and key in _VOLATILE:
+    if isinstance(value, int | float) and not isinstance(value, bool) and key in _VOLATILE:
         return "<number>"
     return value
 
@@ -163,6 +163,22 @@ async def _over_nats(client: CommandClient, s: Step) -> tuple[int, Any]:
     return await client.call(command, payload, key=s.key)
 
 
+def _diff(a: Any, b: Any, path: str = "") -> list[str]:
+    """Where two normalized bodies differ (for a readable failure)."""
+    a, b = normalize(a), normalize(b)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [
+            d for k in sorted(set(a) | set(b)) for d in _diff(a.get(k), b.get(k), f"{path}.{k}")
+        ]
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [
+            d
+            for i, (x, y) in enumerate(zip(a, b, strict=True))
+            for d in _diff(x, y, f"{path}[{i}]")
+        ]
+    return [] if a == b else [f"{path}: {a!r} != {b!r}"]
+
+
 def _same_status(http_status: int, nats_status: int) -> bool:
     """NATS has no status on success; HTTP's 2xx (200, 201) all read as success."""
     if http_status < 300:
@@ -180,7 +196,7 @@ async def test_the_scenario_gives_the_same_results_over_http_and_nats(
         n_status, n_body = await _over_nats(client, s)
         where = f"step {i}: {s.http[0]} {s.http[1]} / {s.nats[0]}"
         assert _same_status(h_status, n_status), (where, h_status, h_body, n_status, n_body)
-        assert normalize(h_body) == normalize(n_body), where
+        assert normalize(h_body) == normalize(n_body), (where, _diff(h_body, n_body))
 
 
 async def test_streamed_run_matches_run_stream(both: tuple[Server, CommandClient]) -> None:

@@ -19,10 +19,11 @@ append is bounded by the server's ``max_payload`` (1 MiB by default) and by
 **Conditional append.** ``Nats-Expected-Last-Subject-Sequence`` is a *stream* sequence, not
 an event seq, so the backend keeps a small per-stream index (stream sequence and first
 event seq of every message of the subject, and the command ids they hold), loaded from the
-server on first use and refreshed whenever the server says it is stale (JetStream error
-10071, wrong last sequence). The append publishes with the last message's stream sequence
-as expected; a conflict found in the index is confirmed against the server before it is
-raised, so an index made stale by another node never refuses a valid append.
+server on first use and refreshed whenever the server says it is stale (JetStream errors
+10071 and, from a clustered stream, 10164: wrong last sequence). The append publishes with
+the last message's stream sequence as expected; a conflict found in the index is confirmed
+against the server before it is raised, so an index made stale by another node never
+refuses a valid append.
 
 **Idempotency.** The contract wants a retry with an already-stored first ``command_id`` to
 return the stored events whatever ``expected_seq`` says, long after JetStream's duplicate
@@ -99,6 +100,10 @@ POSITION_STRIDE = 1 << 16
 
 # JetStream API error codes (``err_code``) this backend acts on.
 ERR_WRONG_LAST_SEQUENCE = 10071
+#: The same refusal from a clustered stream whose leader still has proposals in flight
+#: ("wrong last sequence", without the number).
+ERR_WRONG_LAST_SEQUENCE_CONSTANT = 10164
+_WRONG_LAST = (ERR_WRONG_LAST_SEQUENCE, ERR_WRONG_LAST_SEQUENCE_CONSTANT)
 ERR_STREAM_NOT_FOUND = 10059
 
 # Headers.
@@ -634,7 +639,7 @@ class JetStreamEventLog:
                         self.config.subject(stream_id), body, headers=headers
                     )
                 except nats.js.errors.APIError as exc:
-                    if exc.err_code != ERR_WRONG_LAST_SEQUENCE:
+                    if exc.err_code not in _WRONG_LAST:
                         raise
                     await self._refresh(stream_id, idx)  # someone else appended
                     fresh = True

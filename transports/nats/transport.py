@@ -13,6 +13,13 @@
   ``stream_end`` (or ``error``) after its last. A session id is used verbatim, so an id
   with dots spans several tokens: subscribe to ``<prefix>.events.<session_id>.>``.
 
+Several nodes (``cluster=True``): each node also takes ``<prefix>.node.<node_id>.cmd.>``
+(this node as the entry point) and ``<prefix>.node.<node_id>.fwd.>`` (commands relayed by
+another node). A command on a session is run by the session's owner node
+(:mod:`transports.nats.cluster`): any other node relays it there over NATS and relays the
+reply back untouched; if the owner does not answer, the client gets 503 ``unavailable``
+until the owner's lease expires and a node takes the session over, replaying its log.
+
 Failure semantics: commands only arrive while connected, so a disconnection shows to
 clients as request timeouts / no responders, from their own client; the hub itself goes on
 (HTTP keeps working). Events produced while disconnected are dropped, counted in
@@ -31,6 +38,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import nats
+import nats.errors
 import structlog
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -41,6 +49,7 @@ from actors.errors import HubError, InvalidRequest
 from actors.hub import Hub
 from transports.commands import error_body, execute, observe
 from transports.http.auth import Authenticator
+from transports.nats.cluster import Leases, new_node_id
 
 __all__ = [
     "DEFAULT_PREFIX",
@@ -67,6 +76,15 @@ EVENTS_DROPPED = Counter(
     "sessionhub_nats_events_dropped",
     "Session events not published on NATS (disconnected, or the publish queue was full).",
 )
+
+FORWARDED = Counter(
+    "sessionhub_nats_forwarded_commands",
+    "Commands relayed to the node that owns their session.",
+)
+
+#: Commands routed to their session's owner node (with ``cluster=True``).
+_ROUTED = ("session.", "context.", "chat.", "messages.", "events.", "run", "cancel")
+_UNROUTED = ("session.create", "session.list")
 
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
@@ -99,6 +117,11 @@ class NatsTransport:
         max_body_bytes: int = 1024 * 1024,
         queue: str = QUEUE_GROUP,
         max_event_backlog: int = 100_000,
+        cluster: bool = False,
+        node_id: str | None = None,
+        lease_ttl_s: float = 10.0,
+        replicas: int = 1,
+        forward_timeout_s: float = 90.0,
     ) -> None:
         self.hub = hub
         self.servers = [s for s in servers.split(",") if s] if isinstance(servers, str) else servers
@@ -111,8 +134,13 @@ class NatsTransport:
         self.max_inflight = max_inflight
         self.max_body_bytes = max_body_bytes
         self.nc: NATS | None = None
-        self._cmd_sub: Any = None
-        self._cmd_prefix = f"{self.prefix}.cmd."
+        self._subs: list[Any] = []
+        self.cluster = cluster
+        self.node_id = node_id or new_node_id()
+        self.lease_ttl_s = lease_ttl_s
+        self.replicas = replicas
+        self.forward_timeout_s = forward_timeout_s
+        self.leases: Leases | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._events: asyncio.Queue[Item | None] = asyncio.Queue(max_event_backlog)
         self._publisher: asyncio.Task[None] | None = None
@@ -132,8 +160,21 @@ class NatsTransport:
             error_cb=self._on_error,
             closed_cb=self._on_closed,
         )
-        self._cmd_sub = await self.nc.subscribe(
-            f"{self.prefix}.cmd.>", queue=self.queue, cb=self._on_command
+        if self.cluster:
+            self.leases = Leases(
+                self.nc.jetstream(), self.prefix, self.node_id, self.lease_ttl_s, self.replicas
+            )
+            await self.leases.start()
+            self.leases.on_takeover.append(self._drop_stale_actor)
+            node = f"{self.prefix}.node.{self.node_id}"
+            self._subs.append(await self.nc.subscribe(f"{node}.cmd.>", cb=self._entry(node)))
+            self._subs.append(
+                await self.nc.subscribe(f"{node}.fwd.>", cb=self._entry(node, forwarded=True))
+            )
+        self._subs.append(
+            await self.nc.subscribe(
+                f"{self.prefix}.cmd.>", queue=self.queue, cb=self._entry(self.prefix)
+            )
         )
         self._publisher = asyncio.get_running_loop().create_task(self._publish_events())
         self.hub.subscribe_all(self._on_item)
@@ -147,11 +188,15 @@ class NatsTransport:
         self._stopping = True
         self.hub.bus.remove_listener(self._on_item)
         nc = self.nc
-        if self._cmd_sub is not None:
+        for sub in self._subs:
             with contextlib.suppress(Exception):
-                await self._cmd_sub.unsubscribe()
+                await sub.unsubscribe()
         if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=timeout)
+            _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
+            for task in pending:
+                task.cancel()
+        if self.leases is not None:
+            await self.leases.stop(release=True)
         with contextlib.suppress(asyncio.QueueFull):
             self._events.put_nowait(None)
         if self._publisher is not None:
@@ -188,28 +233,102 @@ class NatsTransport:
 
     # -- commands -------------------------------------------------------------------------
 
-    async def _on_command(self, msg: Msg) -> None:
-        """nats-py calls this for one message at a time: hand each command to a task."""
-        if not msg.reply:
-            return  # a command nobody waits for cannot be answered
-        if len(self._tasks) >= self.max_inflight:
-            name = msg.subject[len(self._cmd_prefix) :]
-            observe(name, "nats", "unavailable", 0.0)
-            await self._reply(msg, 503, error_body("unavailable", "the server is overloaded"))
-            return
-        task = asyncio.get_running_loop().create_task(self._handle(msg))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _entry(self, subject_prefix: str, forwarded: bool = False) -> Any:
+        """The callback of one command subscription (``<subject_prefix>.cmd|fwd.<name>``)."""
+        skip = len(subject_prefix) + 5  # ".cmd." or ".fwd."
 
-    async def _handle(self, msg: Msg) -> None:
-        name = msg.subject[len(self._cmd_prefix) :]
+        async def on_command(msg: Msg) -> None:
+            # nats-py calls this for one message at a time: hand each command to a task
+            if not msg.reply:
+                return  # a command nobody waits for cannot be answered
+            name = msg.subject[skip:]
+            if len(self._tasks) >= self.max_inflight:
+                observe(name, "nats", "unavailable", 0.0)
+                await self._reply(msg, 503, error_body("unavailable", "the server is overloaded"))
+                return
+            task = asyncio.get_running_loop().create_task(self._handle(msg, name, forwarded))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+        return on_command
+
+    async def _handle(self, msg: Msg, name: str, forwarded: bool = False) -> None:
         try:
+            if self.leases is not None and not forwarded:
+                owner = await self._owner_for(name, msg.data)
+                if owner is not None and owner != self.node_id:
+                    await self._forward(owner, name, msg)
+                    return
             status, body = await self._execute(name, msg)
+            if self.leases is not None and name == "session.create" and status < 300:
+                await self.leases.owner(body["session_id"])
         except Exception:
             log.exception("nats_command_failed", command=name)
             status = 500
             body = error_body("internal_error", "the server failed to handle the command")
         await self._reply(msg, status, body)
+
+    # -- several nodes ------------------------------------------------------------------
+
+    async def _owner_for(self, name: str, data: bytes) -> str | None:
+        """The node that must run this command, or None when any node may."""
+        assert self.leases is not None
+        if name in _UNROUTED or not name.startswith(_ROUTED):
+            return None
+        try:
+            payload = json.loads(data) if data.strip() else {}
+        except ValueError:
+            return None  # the local node answers the 400
+        sid = payload.get("session_id") if isinstance(payload, dict) else None
+        if not isinstance(sid, str) or self.hub.catalog.owner(sid) is None:
+            return None  # unknown here: the local node answers (404), nobody takes a lease
+        return await self.leases.owner(sid)
+
+    async def _forward(self, owner: str, name: str, msg: Msg) -> None:
+        """Relay a command to its session's owner and its reply back, bytes untouched."""
+        assert self.nc is not None and self.leases is not None
+        request = asyncio.ensure_future(
+            self.nc.request(
+                f"{self.prefix}.node.{owner}.fwd.{name}",
+                msg.data,
+                timeout=self.forward_timeout_s,
+                headers=msg.headers,
+            )
+        )
+        reply = None
+        try:
+            while reply is None:
+                done, _ = await asyncio.wait({request}, timeout=self.lease_ttl_s / 2)
+                if done:
+                    reply = request.result()
+                elif not await self.leases.node_alive(owner):
+                    raise nats.errors.TimeoutError  # the owner died with the command
+        except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+            request.cancel()
+            body = error_body(
+                "unavailable",
+                "the node serving this session is not reachable; retry shortly",
+                {"owner": owner, "retry_after_s": self.lease_ttl_s},
+            )
+            observe(name, "nats", "unavailable", 0.0)
+            await self._reply(msg, 503, body)
+            return
+        FORWARDED.inc()
+        nc = self.nc
+        if nc.is_connected:
+            with contextlib.suppress(Exception):
+                await nc.publish(msg.reply, reply.data, headers=reply.headers)
+
+    def _drop_stale_actor(self, session_id: str) -> None:
+        """After a takeover, an actor left from an earlier ownership must reload the log.
+
+        Uses the supervisor's private ``_passivate`` under its lock (there is no public
+        way to stop one session's actor yet).
+        """
+        supervisor = self.hub.supervisor
+        if supervisor.is_live(session_id):
+            with supervisor._lock:
+                supervisor._passivate(session_id, "takeover")
 
     async def _execute(self, name: str, msg: Msg) -> tuple[int, dict[str, Any]]:
         headers = msg.headers or {}
@@ -271,7 +390,18 @@ class NatsTransport:
     # -- events ---------------------------------------------------------------------------
 
     def _on_item(self, item: Item) -> None:
-        """Called on the loop by the hub's bus for every event and chunk: queue it, in order."""
+        """Called on the loop by the hub's bus for every event and chunk: queue it, in order.
+
+        With several nodes every node's bus sees every durable event (through the log's
+        subscription); only the node with the session's live actor, the one that appended
+        it, publishes it, so a subscriber gets each event once.
+        """
+        if (
+            self.cluster
+            and item.kind == "event"
+            and not self.hub.supervisor.is_live(item.session_id)
+        ):
+            return
         if not self.connected:
             EVENTS_DROPPED.inc()
             return
