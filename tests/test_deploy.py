@@ -87,7 +87,7 @@ def test_alert_rules_cover_what_operators_page_on():
     live actors answering; each has a severity and a summary."""
     rules = {rule["alert"]: rule for rule in _alert_rules()}
     for name, metric in [
-        ("SessionhubEventLogAppendSlow", "sessionhub_command_duration_seconds_bucket"),
+        ("SessionhubEventLogAppendSlow", "sessionhub_eventlog_append_seconds_bucket"),
         ("SessionhubExpirationsSpike", "sessionhub_expirations_total"),
         ("SessionhubNatsDisconnected", "sessionhub_nats_events_dropped_total"),
         ("SessionhubNoLiveActors", "sessionhub_live_actors"),

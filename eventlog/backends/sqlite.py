@@ -34,12 +34,13 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from eventlog import codec
+from eventlog import codec, metrics
 from eventlog.base import Listener
 from eventlog.errors import ConflictError, CorruptRecordError, UnavailableError
 from eventlog.events import Event, NewEvent, Snapshot
@@ -47,6 +48,10 @@ from eventlog.events import Event, NewEvent, Snapshot
 __all__ = ["SQLiteEventLog"]
 
 _log = logging.getLogger(__name__)
+_APPEND_SECONDS = metrics.APPEND_SECONDS.labels("sqlite")
+_COMMIT_SECONDS = metrics.COMMIT_SECONDS.labels("sqlite")
+_BATCH_APPENDS = metrics.BATCH_APPENDS.labels("sqlite")
+_EVENTS_APPENDED = metrics.EVENTS_APPENDED.labels("sqlite")
 
 SCHEMA_VERSION = 1
 
@@ -528,7 +533,10 @@ class SQLiteEventLog:
         """
         encode = codec.encode
         encoded = [encode(e.data) for e in events]
-        return self._submit(_Append(stream_id, expected_seq, events, encoded))  # type: ignore[no-any-return]
+        started = time.perf_counter()
+        stored = self._submit(_Append(stream_id, expected_seq, events, encoded))
+        _APPEND_SECONDS.observe(time.perf_counter() - started)
+        return stored  # type: ignore[no-any-return]
 
     def save_snapshot(self, snapshot: Snapshot) -> None:
         """Store ``snapshot`` durably, replacing an older one of the same stream."""
@@ -603,6 +611,7 @@ class SQLiteEventLog:
     def _commit_batch(self, batch: list[_Item]) -> None:
         conn = self._wconn
         committed: list[Event] = []
+        started = time.perf_counter()
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -623,6 +632,9 @@ class SQLiteEventLog:
                 item.result = None
             _wake(batch)
             return
+        _COMMIT_SECONDS.observe(time.perf_counter() - started)
+        _BATCH_APPENDS.observe(len(batch))
+        _EVENTS_APPENDED.inc(len(committed))
         if committed and self._subs:
             self._deliver(committed)
         _wake(batch)
