@@ -48,6 +48,11 @@ class CollaborationMixin:
         body = v.body_object(body)
         sender = self._access(caller, v.req_str(body, "from_session", 128))
         user = self.catalog.owner(sender) or ""
+        sender_status = self.catalog.status(sender)
+        if sender_status in ENDED_STATUSES:
+            raise Conflict(
+                "session_closed", f"session {sender!r} is {sender_status}", session_id=sender
+            )
         type_ = v.enum(body, "type", MESSAGE_TYPES, "notification")
         subject = v.opt_str(body, "subject", 1000)
         text = v.opt_str(body, "body", 1_000_000)
@@ -137,6 +142,8 @@ class CollaborationMixin:
         """The user whose memory a request names, and the session it names (if any)."""
         sid = fields.get(session_field) or None
         if sid is not None:
+            if not isinstance(sid, str):
+                raise InvalidRequest(f"{session_field} must be a string", field=session_field)
             sid = self._access(caller, sid)
             return self.catalog.owner(sid) or "", sid
         if caller.user_id is not None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from sessionhub import ops
+from sessionhub import client, ops
 from sessionhub.settings import Settings, SettingsError, add_arguments, load_settings
 
 __all__ = ["SUBCOMMANDS", "Subcommand", "build_parser", "main", "serve"]
@@ -163,6 +163,9 @@ ops.events.register(SUBCOMMANDS, Subcommand)
 ops.export_import.register(SUBCOMMANDS, Subcommand)
 ops.verify.register(SUBCOMMANDS, Subcommand)
 ops.snapshot.register(SUBCOMMANDS, Subcommand)
+
+# The client subcommands (sessionhub/client.py): they talk to a running server over HTTP.
+client.register(SUBCOMMANDS, Subcommand)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -189,7 +189,7 @@ _AGENT_ENV = {
     "openai_api_key": ("SESSIONHUB_OPENAI_API_KEY", "OPENAI_API_KEY"),
 }
 
-_METAVARS = {"openai_base_url": "URL", "openai_api_key": "KEY"}
+_METAVARS = {"openai_base_url": "URL", "openai_api_key": "KEY", "teams_dir": "DIR"}
 
 _LIMIT_HELP = {
     "max_sessions_per_user": "Most sessions one user may have.",
@@ -212,7 +212,12 @@ _HUB_HELP = {
     "chunk_buffer": "Stream chunks of a running turn kept for reconnecting clients.",
     "heartbeat_timeout_s": "Sessions whose heartbeat is older than this many seconds "
     "show as idle (0: off).",
+    "teams_dir": "Folder of team YAML files that POST /collaborations may name as "
+    "team_config_path (a path leaving it is refused); without it only inline teams run.",
 }
+
+#: Shorter spellings some flags also accept.
+_FLAG_ALIASES = {"heartbeat_timeout_s": ("--heartbeat-timeout",)}
 
 #: HubConfig fields that are not scalar options of their own.
 _HUB_COMPOSITE = ("limits", "agents", "agent_plugins")
@@ -497,6 +502,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         else:
             group.add_argument(
                 option.flag,
+                *_FLAG_ALIASES.get(option.name, ()),
+                dest=option.name,
                 metavar=option.metavar or option.kind.upper(),
                 default=argparse.SUPPRESS,
                 help=text,

@@ -273,9 +273,79 @@ async def events_append(hub: Hub, caller: Caller, payload: Payload) -> tuple[int
     return 200, await hub.append_events(caller, _sid(payload), body, if_match=_if_match(payload))
 
 
+# --- collaboration between sessions ------------------------------------------------------
+
+
+async def hub_send(hub: Hub, caller: Caller, payload: Payload) -> tuple[int, dict]:
+    """A direct message, a reply (``reply_to``) or, without ``to_session``, a broadcast."""
+    return 201, await hub.send_message(caller, payload)
+
+
+async def hub_inbox(hub: Hub, caller: Caller, payload: Payload) -> tuple[int, dict]:
+    return 200, await hub.inbox(caller, _sid(payload), _query(payload, "session_id"))
+
+
+async def hub_thread(hub: Hub, caller: Caller, payload: Payload) -> tuple[int, dict]:
+    return 200, await hub.thread(caller, _sid(payload, "thread_id"))
+
+
+async def hub_stats(hub: Hub, caller: Caller, payload: Payload) -> tuple[int, dict]:
+    return 200, await hub.hub_stats(caller, _query(payload))
+
+
+# --- shared memory -----------------------------------------------------------------------
+
+
+def _memory_query(payload: Payload, *reserved: str) -> dict[str, str]:
+    """Query-ish fields of a memory read; ``tags`` may also be a list (a NATS payload)."""
+    tags = payload.get("tags")
+    if isinstance(tags, list):
+        if not all(isinstance(t, str) for t in tags):
+            raise InvalidRequest("tags must be a list of strings", field="tags")
+        payload = {**payload, "tags": ",".join(tags)}
+    return _query(payload, *reserved)
+
+
+async def memory_set(hub: Hub, caller: Caller, payload: Payload) -> tuple[int, dict]:
+    return 200, await hub.memory_set(caller, _opt_key(payload), _rest(payload, "key"))
+
+
+async def memory_get(hub: Hub, caller: Caller, payload: Payload) -> tuple[int, dict]:
+    return 200, await hub.memory_get(caller, _opt_key(payload), _memory_query(payload, "key"))
+
+
+async def memory_history(hub: Hub, caller: Caller, payload: Payload) -> tuple[int, dict]:
+    key = _opt_key(payload)
+    return 200, await hub.memory_history(caller, key, _memory_query(payload, "key"))
+
+
+async def memory_search(hub: Hub, caller: Caller, payload: Payload) -> tuple[int, dict]:
+    return 200, await hub.memory_search(caller, _memory_query(payload))
+
+
+async def memory_delete(hub: Hub, caller: Caller, payload: Payload) -> tuple[int, dict]:
+    key = _opt_key(payload)
+    return 200, await hub.memory_delete(caller, key, _memory_query(payload, "key"))
+
+
+# --- collaborations ----------------------------------------------------------------------
+
+
+async def collaboration_start(hub: Hub, caller: Caller, payload: Payload) -> tuple[int, dict]:
+    """Start a team on a task in the background: 202 with its id."""
+    return 202, await hub.collaboration_start(caller, payload)
+
+
+async def collaboration_get(hub: Hub, caller: Caller, payload: Payload) -> tuple[int, dict]:
+    collaboration_id = _sid(payload, "collaboration_id")
+    query = _query(payload, "collaboration_id")
+    return 200, await hub.collaboration_get(caller, collaboration_id, query)
+
+
 #: Command name -> implementation. The names of API.md "NATS transport" plus the
 #: commands of the HTTP-only routes (``session.stats``, ``chat.delete``,
-#: ``messages.list``, ``events.append``, ``context.op``).
+#: ``messages.list``, ``events.append``, ``context.op``, ``hub.inbox``, ``hub.thread``,
+#: ``hub.stats``, ``memory.history``).
 COMMANDS: dict[str, Command] = {
     "session.create": session_create,
     "session.get": session_get,
@@ -301,6 +371,17 @@ COMMANDS: dict[str, Command] = {
     "cancel": cancel,
     "events.read": events_read,
     "events.append": events_append,
+    "hub.send": hub_send,
+    "hub.inbox": hub_inbox,
+    "hub.thread": hub_thread,
+    "hub.stats": hub_stats,
+    "memory.set": memory_set,
+    "memory.get": memory_get,
+    "memory.history": memory_history,
+    "memory.search": memory_search,
+    "memory.delete": memory_delete,
+    "collaboration.start": collaboration_start,
+    "collaboration.get": collaboration_get,
 }
 
 

@@ -145,11 +145,32 @@ async def events_stream(request: web.Request) -> web.StreamResponse:
     return await send_stream(request, stream, kind="events")
 
 
+async def collaboration_stream(request: web.Request) -> web.StreamResponse:
+    """``POST /collaborations/stream``: errors as JSON before the stream, then SSE.
+
+    Every message is a ``data:`` line only (no ``id:``: a collaboration's stream is not
+    resumable; its steps are durable events of the session's log). A client that leaves
+    does not stop the collaboration: it runs on and is recorded.
+    """
+    body = await read_json(request)
+    if body is NO_BODY or not isinstance(body, dict):
+        raise InvalidRequest("the body must be a JSON object with a session_id", field="body")
+    started = time.perf_counter()
+    try:
+        stream = await request.app[HUB].collaboration_stream(request[CALLER], body)
+    except HubError as exc:
+        observe("collaboration.stream", "http", exc.code, time.perf_counter() - started)
+        raise
+    observe("collaboration.stream", "http", "ok", time.perf_counter() - started)
+    return await send_stream(request, stream, kind="collaboration")
+
+
 SPECIAL_HANDLERS = {
     "health": health,
     "metrics": metrics,
     "openapi": openapi,
     "run_stream": run_stream,
     "events.stream": events_stream,
+    "collaboration.stream": collaboration_stream,
     "ws": websocket,
 }

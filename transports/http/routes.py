@@ -11,6 +11,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from actors.memory import MEMORY_TYPES
+from actors.messaging import MESSAGE_TYPES
+
 __all__ = ["ROUTES", "Param", "Route", "path_params"]
 
 
@@ -112,6 +115,15 @@ _PATH_PARAMS = {
         description="A context key: 1-256 characters of letters, digits and _-.:@, "
         "not starting with a dot.",
     ),
+    "thread_id": Param(
+        "thread_id",
+        "path",
+        required=True,
+        description="A thread: the message_id of its first message.",
+    ),
+    "collaboration_id": Param(
+        "collaboration_id", "path", required=True, description="A collaboration's id."
+    ),
 }
 
 IF_MATCH = Param(
@@ -140,12 +152,34 @@ ACCESS_TOKEN = Param(
 )
 STATUSES = ("active", "working", "idle", "paused", "closed", "expired")
 
+MEMORY_KEY = Param(
+    "key",
+    "path",
+    required=True,
+    to_payload=False,  # the router's match_info fills it
+    description="A memory key: 1-256 characters of letters, digits and _-.:@, "
+    "not starting with a dot.",
+)
+MEMORY_SESSION = Param(
+    "session_id",
+    "query",
+    description="A session of the user whose memory to read (with auth on, the caller's).",
+)
+MEMORY_USER = Param(
+    "user_id",
+    "query",
+    description="Without auth (or for an operator) and without session_id: whose memory.",
+)
+
 _S = "Sessions"
 _C = "Context"
 _CH = "Chats"
 _R = "Runs"
 _E = "Event log"
 _O = "Operations"
+_H = "Collaboration between sessions"
+_M = "Shared memory"
+_T = "Collaborations"
 
 _SID = "/sessions/{session_id}"
 
@@ -489,6 +523,182 @@ ROUTES: tuple[Route, ...] = (
         '`ping`); receive `{"turn_id", "chunk_type": "text"|"data"|"error"|"metadata"|'
         '"done", "content", "timestamp", "final", "request_id"}` and the session\'s '
         "events (event objects as in `events`).",
+    ),
+    # --- collaboration between sessions ---
+    Route(
+        "POST",
+        "/hub/messages",
+        "hub.send",
+        "Send a message to a session, reply in a thread, or broadcast",
+        _H,
+        status=201,
+        body="object",
+        body_required=True,
+        errors=(400, 401, 404, 409, 413, 503),
+        description="Body: `from_session` (required), `to_session` (absent: broadcast to "
+        "every other open session of the sender's user), `type` (one of "
+        f"{', '.join(MESSAGE_TYPES)}), `subject`, `body`, `data` (an object), `reply_to` "
+        "(a message_id: joins its thread; `to_session` defaults to its sender). Answers "
+        "the message: `message_id`, `thread_id`, `from_session`, `to_session`, "
+        "`recipients`, `delivered_to`, `type`, ... Each recipient's log gets a "
+        "`message_received` event.",
+    ),
+    Route(
+        "GET",
+        f"{_SID}/inbox",
+        "hub.inbox",
+        "A session's received messages, oldest first",
+        _H,
+        params=(
+            Param("type", "query", enum=MESSAGE_TYPES, description="Only this message type."),
+            Param(
+                "after",
+                "query",
+                "integer",
+                "Only messages received after this event seq (each message has its `seq`).",
+            ),
+        ),
+        description='Answers `{"messages": [...]}`.',
+    ),
+    Route(
+        "GET",
+        "/hub/threads/{thread_id}",
+        "hub.thread",
+        "A whole thread in order",
+        _H,
+        errors=(400, 401, 404, 503),
+        description='Answers `{"thread_id", "messages": [...]}`; a thread of another user is 404.',
+    ),
+    Route(
+        "GET",
+        "/hub/stats",
+        "hub.stats",
+        "Sessions, messages and shared memory of the caller's user",
+        _H,
+        params=(Param("user_id", "query", description="Without auth or for an operator: whose."),),
+        errors=(400, 401, 503),
+        description='Answers `{"user_id", "sessions": {"total", "by_status"}, "messages", '
+        '"memory": {"entries", "writes", "by_type", "by_session"}}`.',
+    ),
+    # --- shared memory ---
+    Route(
+        "PUT",
+        "/memory/{key}",
+        "memory.set",
+        "Set a shared memory entry (a new version of the key)",
+        _M,
+        body="object",
+        body_required=True,
+        params=(MEMORY_KEY,),
+        errors=(400, 401, 404, 409, 413, 503),
+        description="Body: `session_id` (required: the writer, whose user owns the memory), "
+        f"`value` (any JSON, required), `type` (one of {', '.join(MEMORY_TYPES)}; default "
+        "note), `tags`, `ttl_seconds`. Answers the entry: `key`, `value`, `type`, `tags`, "
+        "`session_id`, `version`, `created_at`, `expires_at`.",
+    ),
+    Route(
+        "GET",
+        "/memory/{key}",
+        "memory.get",
+        "The latest entry of a key",
+        _M,
+        params=(MEMORY_KEY, MEMORY_SESSION, MEMORY_USER),
+        errors=(400, 401, 404, 503),
+        description="404 not_found for an unknown, deleted or expired key.",
+    ),
+    Route(
+        "DELETE",
+        "/memory/{key}",
+        "memory.delete",
+        "Delete a key (its history stays)",
+        _M,
+        response_schema="Success",
+        params=(MEMORY_KEY, MEMORY_SESSION, MEMORY_USER),
+        errors=(400, 401, 404, 503),
+    ),
+    Route(
+        "GET",
+        "/memory/{key}/history",
+        "memory.history",
+        "Every value a key has had, oldest first",
+        _M,
+        params=(MEMORY_KEY, MEMORY_SESSION, MEMORY_USER),
+        errors=(400, 401, 404, 503),
+        description='Answers `{"key", "entries": [...]}`.',
+    ),
+    Route(
+        "GET",
+        "/memory",
+        "memory.search",
+        "Search the shared memory",
+        _M,
+        params=(
+            Param(
+                "pattern",
+                "query",
+                description="A glob over keys (`task_*`, `a?c`, `[ab]*`): key characters "
+                "and `* ? [ ] !`.",
+            ),
+            Param("tags", "query", description="Comma-separated; an entry must have all."),
+            Param(
+                "session_id",
+                "query",
+                description="Only entries written by this session (also names the user).",
+            ),
+            Param("type", "query", enum=MEMORY_TYPES, description="Only this entry type."),
+            MEMORY_USER,
+        ),
+        errors=(400, 401, 404, 503),
+        description='Answers `{"entries": [...]}`: the live latest entry of each key, by key.',
+    ),
+    # --- collaborations ---
+    Route(
+        "POST",
+        "/collaborations",
+        "collaboration.start",
+        "Start a team of agents on a task, in the background",
+        _T,
+        status=202,
+        body="object",
+        body_required=True,
+        errors=(400, 401, 404, 409, 413, 503),
+        description='Body: `session_id`, `team` (`{"agents": [{"name", "role", "agent"}], '
+        '"strategy": "round_robin"|"pipeline", "max_rounds"}`) or `team_config_path` (a '
+        "YAML file under the server's teams folder), `task`, `context`. Answers "
+        '`{"collaboration_id", "session_id", "status": "running"}`.',
+    ),
+    Route(
+        "GET",
+        "/collaborations/{collaboration_id}",
+        "collaboration.get",
+        "A collaboration's status, result and transcript",
+        _T,
+        params=(
+            Param(
+                "session_id",
+                "query",
+                required=True,
+                description="The session the collaboration runs in.",
+            ),
+        ),
+        errors=(400, 401, 404, 503),
+        description="`status` is running, completed, failed or cancelled; `transcript` "
+        "lists each agent's turn (`step`, `round`, `agent`, `role`, `input`, `output`).",
+    ),
+    Route(
+        "POST",
+        "/collaborations/stream",
+        "collaboration.stream",
+        "Run a team on a task, streamed as SSE",
+        _T,
+        kind="sse",
+        body="object",
+        body_required=True,
+        response_type="text/event-stream",
+        errors=(400, 401, 404, 409, 413, 503),
+        description="The body of POST /collaborations. Each message is one `data:` line, "
+        "never `id:` or `event:`; the data's `type` is `collaboration_start`, "
+        "`agent_start`, `stream_chunk`, `agent_end`, `collaboration_end` or `error`.",
     ),
     # --- operations ---
     Route(
