@@ -6,6 +6,8 @@ import datetime as _dt
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 SCHEMA_VERSION = 1
 
 
@@ -30,12 +32,13 @@ class NewEvent:
     version: int = SCHEMA_VERSION
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(msgspec.Struct, frozen=True):
     """A durable event of one stream.
 
     ``seq`` counts 1, 2, 3… per stream with no gaps; ``position`` orders every
-    event of the log globally (backend-defined, strictly increasing).
+    event of the log globally (backend-defined, strictly increasing). A frozen
+    msgspec Struct rather than a dataclass: replay builds one per event, and a
+    Struct is built about five times faster.
     """
 
     stream_id: str

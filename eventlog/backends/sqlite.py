@@ -27,8 +27,6 @@ logged and skipped: its events are durable and the appender still succeeds.
 
 from __future__ import annotations
 
-import inspect
-import json
 import logging
 import os
 import queue
@@ -126,42 +124,12 @@ _SEQ_CACHE_LIMIT = 100_000
 # -- decoding: the replay hot path ---------------------------------------------------
 #
 # Replaying a session decodes every one of its events, so this loop is kept tight: the
-# JSON scanner of a default ``json.JSONDecoder`` (what ``codec.decode`` uses) is called
-# directly, and Events are built by setting their slots instead of running the frozen
-# dataclass ``__init__`` (about twice as fast). Anything unusual (a decode error,
-# trailing text) goes through ``codec.decode``, which raises ``CorruptRecordError``.
+# codec's fast decoder (msgspec) is called directly, and Events (msgspec Structs) are
+# built positionally. Anything the fast decoder refuses goes through ``codec.decode``, which falls
+# back to the standard library and raises ``CorruptRecordError`` if that fails too.
 
-_scan_once = json.JSONDecoder().scan_once
-_FIELDS = ("stream_id", "seq", "type", "data", "created_at", "command_id", "version", "position")
-_new_object = object.__new__
-if all(inspect.ismemberdescriptor(getattr(Event, f, None)) for f in _FIELDS):
-    _SETTERS = tuple(getattr(Event, f).__set__ for f in _FIELDS)
-
-    def _event(
-        stream_id: str,
-        seq: int,
-        type_: str,
-        data: Any,
-        created_at: str,
-        command_id: str | None,
-        version: int,
-        position: int,
-    ) -> Event:
-        """``Event(...)`` without the frozen dataclass's per-field ``object.__setattr__``."""
-        e = _new_object(Event)
-        s0, s1, s2, s3, s4, s5, s6, s7 = _SETTERS
-        s0(e, stream_id)
-        s1(e, seq)
-        s2(e, type_)
-        s3(e, data)
-        s4(e, created_at)
-        s5(e, command_id)
-        s6(e, version)
-        s7(e, position)
-        return e
-
-else:  # Event is no longer a slots dataclass: build it the ordinary way
-    _event = Event  # type: ignore[assignment]
+FastDecodeError = codec.FastDecodeError
+_event = Event
 
 
 def _name_record(row: tuple[Any, ...]) -> tuple[str, int]:
@@ -176,14 +144,12 @@ def _rows_to_events(rows: Iterable[tuple[Any, ...]]) -> list[Event]:
     """Decode rows of ``_COLUMNS``; a record that does not decode raises CorruptRecordError."""
     out: list[Event] = []
     append = out.append
-    scan = _scan_once
+    fast = codec.fast_decode
     event = _event
     for position, sid, seq, type_, data, created, command_id, version in rows:
         try:
-            value, end = scan(data, 0)
-            if end != len(data):
-                value = codec.decode(data, sid, seq)
-        except (StopIteration, ValueError, TypeError):
+            value = fast(data)
+        except (FastDecodeError, TypeError):
             value = codec.decode(data, sid, seq)
         append(event(sid, seq, type_, value, created, command_id, version, position))
     return out
@@ -193,14 +159,12 @@ def _stream_rows_to_events(stream_id: str, rows: Iterable[tuple[Any, ...]]) -> l
     """Like ``_rows_to_events`` for rows of ``_STREAM_COLUMNS`` (one stream, no stream_id)."""
     out: list[Event] = []
     append = out.append
-    scan = _scan_once
+    fast = codec.fast_decode
     event = _event
     for position, seq, type_, data, created, command_id, version in rows:
         try:
-            value, end = scan(data, 0)
-            if end != len(data):
-                value = codec.decode(data, stream_id, seq)
-        except (StopIteration, ValueError, TypeError):
+            value = fast(data)
+        except (FastDecodeError, TypeError):
             value = codec.decode(data, stream_id, seq)
         append(event(stream_id, seq, type_, value, created, command_id, version, position))
     return out
