@@ -231,3 +231,50 @@ async def _run_takeover(nc: Any, prefix: str, a: NodeProcess, b: Node) -> None:
         assert set(acked[sid]) <= set(keys), f"{sid}: an acknowledged write is missing"
         assert b.transport is not None and b.transport.leases is not None
         assert await b.transport.leases.owner(sid, acquire=False) == "B"
+
+
+async def test_event_stream_on_another_node_sees_the_owners_chunks(
+    nats_cluster: NatsCluster, prefix: str
+) -> None:
+    """B's event stream of a session that A serves (what SSE on B reads) gets the durable
+    events and the stream chunks of a turn running on A; B's dispatch() relays to A."""
+    async with node(nats_cluster, prefix, "A") as a, node(nats_cluster, prefix, "B") as b:
+        assert a.transport is not None and b.transport is not None
+        status, _ = await a.transport.dispatch("session.create", {"session_id": "sse"})
+        assert status == 201
+        await _until(lambda: b.hub.catalog.owner("sse") is not None)
+        stream = await b.hub.open_event_stream(OPERATOR, "sse")
+        got: list[tuple[str, dict[str, Any]]] = []
+        ended = asyncio.Event()
+
+        async def read() -> None:
+            # durable events come through JetStream, chunks through the events subjects:
+            # the turn's end may overtake its last chunks, so wait for both
+            final: str | None = None
+            async for sse_id, payload in stream:
+                got.append((sse_id, payload))
+                if payload.get("type") == "turn_completed":
+                    final = payload["data"]["message"]["content"]
+                text = "".join(p["data"]["content"] for _, p in got if p["type"] == "stream_chunk")
+                if final is not None and text == final:
+                    ended.set()
+                    return
+
+        reader = asyncio.create_task(read())
+        status, started = await b.transport.dispatch(
+            "run", {"session_id": "sse", "message": "one two three", "stream": True}
+        )
+        assert status == 200 and "turn_id" in started  # relayed: 200 stands for success
+        await asyncio.wait_for(ended.wait(), 10)
+        await stream.aclose()
+        reader.cancel()
+        types = [p["type"] for _, p in got]
+        assert types[0] == "session_created" and "turn_completed" in types
+        chunks = [(i, p) for i, p in got if p["type"] == "stream_chunk"]
+        assert chunks, types
+        turn_seq = next(p["seq"] for _, p in got if p["type"] == "turn_started")
+        assert [i for i, _ in chunks] == [f"{turn_seq}.{n}" for n in range(1, len(chunks) + 1)]
+        assert "".join(p["data"]["content"] for _, p in chunks).startswith("Echo: one two three")
+        assert a.hub.supervisor.is_live("sse") and not b.hub.supervisor.is_live("sse")
+        status, body = await b.transport.dispatch("session.get", {"session_id": "nope"})
+        assert (status, body["error"]["code"]) == (404, "session_not_found")

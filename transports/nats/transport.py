@@ -67,6 +67,7 @@ DEFAULT_PREFIX = "sessionhub"
 QUEUE_GROUP = "sessionhub"
 STATUS_HEADER = "Sessionhub-Status"
 EVENT_ID_HEADER = "Sessionhub-Event-Id"
+NODE_HEADER = "Sessionhub-Node"
 
 RECONNECTS = Counter(
     "sessionhub_nats_reconnects",
@@ -85,6 +86,7 @@ FORWARDED = Counter(
 #: Commands routed to their session's owner node (with ``cluster=True``).
 _ROUTED = ("session.", "context.", "chat.", "messages.", "events.", "run", "cancel")
 _UNROUTED = ("session.create", "session.list")
+_CHUNK_SUFFIX = ".stream_chunk"
 
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
@@ -170,6 +172,9 @@ class NatsTransport:
             self._subs.append(await self.nc.subscribe(f"{node}.cmd.>", cb=self._entry(node)))
             self._subs.append(
                 await self.nc.subscribe(f"{node}.fwd.>", cb=self._entry(node, forwarded=True))
+            )
+            self._subs.append(
+                await self.nc.subscribe(f"{self.prefix}.events.>", cb=self._on_remote_event)
             )
         self._subs.append(
             await self.nc.subscribe(
@@ -260,8 +265,7 @@ class NatsTransport:
                     await self._forward(owner, name, msg)
                     return
             status, body = await self._execute(name, msg)
-            if self.leases is not None and name == "session.create" and status < 300:
-                await self.leases.owner(body["session_id"])
+            await self._created(name, status, body)
         except Exception:
             log.exception("nats_command_failed", command=name)
             status = 500
@@ -286,38 +290,103 @@ class NatsTransport:
 
     async def _forward(self, owner: str, name: str, msg: Msg) -> None:
         """Relay a command to its session's owner and its reply back, bytes untouched."""
+        reply = await self._relay(owner, name, msg.data, msg.headers)
+        if reply is None:
+            observe(name, "nats", "unavailable", 0.0)
+            await self._reply(msg, 503, self._owner_gone(owner))
+            return
+        nc = self.nc
+        if nc is not None and nc.is_connected:
+            with contextlib.suppress(Exception):
+                await nc.publish(msg.reply, reply.data, headers=reply.headers)
+
+    async def _relay(
+        self, owner: str, name: str, data: bytes, headers: dict[str, str] | None
+    ) -> Msg | None:
+        """The owner's reply, or None when it is gone (no responders, or its lease expired
+        while the command was in flight)."""
         assert self.nc is not None and self.leases is not None
         request = asyncio.ensure_future(
             self.nc.request(
                 f"{self.prefix}.node.{owner}.fwd.{name}",
-                msg.data,
+                data,
                 timeout=self.forward_timeout_s,
-                headers=msg.headers,
+                headers=headers,
             )
         )
-        reply = None
         try:
-            while reply is None:
+            while True:
                 done, _ = await asyncio.wait({request}, timeout=self.lease_ttl_s / 2)
                 if done:
                     reply = request.result()
-                elif not await self.leases.node_alive(owner):
-                    raise nats.errors.TimeoutError  # the owner died with the command
+                    FORWARDED.inc()
+                    return reply
+                if not await self.leases.node_alive(owner):
+                    return None  # the owner died with the command
         except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+            return None
+        finally:
             request.cancel()
-            body = error_body(
-                "unavailable",
-                "the node serving this session is not reachable; retry shortly",
-                {"owner": owner, "retry_after_s": self.lease_ttl_s},
-            )
-            observe(name, "nats", "unavailable", 0.0)
-            await self._reply(msg, 503, body)
+
+    def _owner_gone(self, owner: str) -> dict[str, Any]:
+        return error_body(
+            "unavailable",
+            "the node serving this session is not reachable; retry shortly",
+            {"owner": owner, "retry_after_s": self.lease_ttl_s},
+        )
+
+    async def _on_remote_event(self, msg: Msg) -> None:
+        """Another node's stream chunk: hand it to this node's bus, so that an SSE stream
+        of the session opened here sees the chunks of a turn running there."""
+        if not msg.subject.endswith(_CHUNK_SUFFIX):
             return
-        FORWARDED.inc()
-        nc = self.nc
-        if nc.is_connected:
-            with contextlib.suppress(Exception):
-                await nc.publish(msg.reply, reply.data, headers=reply.headers)
+        headers = msg.headers or {}
+        if headers.get(NODE_HEADER) == self.node_id:
+            return
+        session_id = msg.subject[len(self.prefix) + 8 : -len(_CHUNK_SUFFIX)]
+        sse_id = headers.get(EVENT_ID_HEADER, "")
+        seq, _, n = sse_id.partition(".")
+        if not (seq.isdigit() and n.isdigit()):
+            return
+        try:
+            payload = json.loads(msg.data)
+        except ValueError:
+            return
+        self.hub.bus.publish(
+            Item("chunk", session_id, "stream_chunk", sse_id, payload, int(seq), int(n))
+        )
+
+    async def dispatch(
+        self, name: str, payload: dict[str, Any], authorization: str | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        """Run a command the way a NATS request runs it: here, or relayed to the node that
+        owns its session. For another transport (HTTP) of this node in cluster mode.
+
+        A relayed success answers 200 whatever the command's own success status (NATS
+        carries no status on success); the caller maps it to its route's status.
+        """
+        data = _dumps(payload)
+        if self.leases is not None:
+            owner = await self._owner_for(name, data)
+            if owner is not None and owner != self.node_id:
+                headers = {"Authorization": authorization} if authorization else None
+                reply = await self._relay(owner, name, data, headers)
+                if reply is None:
+                    return 503, self._owner_gone(owner)
+                status = int((reply.headers or {}).get(STATUS_HEADER, "200"))
+                return status, json.loads(reply.data)
+        try:
+            caller = self.auth.caller_for_header(authorization)
+        except HubError as exc:
+            return exc.status, exc.to_body()
+        status, body = await execute(name, self.hub, caller, payload, transport="nats")
+        await self._created(name, status, body)
+        return status, body
+
+    async def _created(self, name: str, status: int, body: dict[str, Any]) -> None:
+        """The node that creates a session owns it."""
+        if self.leases is not None and name == "session.create" and status < 300:
+            await self.leases.owner(body["session_id"])
 
     def _drop_stale_actor(self, session_id: str) -> None:
         """After a takeover, an actor left from an earlier ownership must reload the log.
@@ -393,14 +462,11 @@ class NatsTransport:
         """Called on the loop by the hub's bus for every event and chunk: queue it, in order.
 
         With several nodes every node's bus sees every durable event (through the log's
-        subscription); only the node with the session's live actor, the one that appended
-        it, publishes it, so a subscriber gets each event once.
+        subscription) and every chunk (relayed from the events subjects, for SSE on any
+        node); only the node with the session's live actor, the one that appended the event
+        or runs the turn, publishes it, so a subscriber gets each once.
         """
-        if (
-            self.cluster
-            and item.kind == "event"
-            and not self.hub.supervisor.is_live(item.session_id)
-        ):
+        if self.cluster and not self.hub.supervisor.is_live(item.session_id):
             return
         if not self.connected:
             EVENTS_DROPPED.inc()
@@ -424,10 +490,13 @@ class NatsTransport:
                 EVENTS_DROPPED.inc()
                 continue
             try:
+                headers = {NODE_HEADER: self.node_id}
+                if item.sse_id:
+                    headers[EVENT_ID_HEADER] = item.sse_id
                 await nc.publish(
                     self.event_subject(item.session_id, item.type),
                     _dumps(item.payload),
-                    headers={EVENT_ID_HEADER: item.sse_id} if item.sse_id else None,
+                    headers=headers,
                 )
             except Exception as exc:
                 EVENTS_DROPPED.inc()
