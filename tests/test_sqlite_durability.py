@@ -26,7 +26,7 @@ CHILD = textwrap.dedent(
     from eventlog import NewEvent
     from eventlog.backends.sqlite import SQLiteEventLog
 
-    log = SQLiteEventLog(sys.argv[1])
+    log = SQLiteEventLog(sys.argv[1], synchronous=sys.argv[2])
     out = threading.Lock()
 
     def work(stream):
@@ -46,15 +46,17 @@ CHILD = textwrap.dedent(
 )
 
 
-def test_acknowledged_appends_survive_sigkill(tmp_path: Path) -> None:
-    """Every append the child saw acknowledged is stored, complete and gap-free after kill -9."""
+@pytest.mark.parametrize("synchronous", ["full", "normal"])
+def test_acknowledged_appends_survive_sigkill(tmp_path: Path, synchronous: str) -> None:
+    """Every append the child saw acknowledged is stored, complete and gap-free after kill -9
+    (with an fsync per commit, and with fsyncs at checkpoints only)."""
     threads, kill_after = 6, 400
     db = tmp_path / "events.db"
     script = tmp_path / "child.py"
     script.write_text(CHILD.replace("THREADS", str(threads)))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
-        [sys.executable, str(script), str(db)],
+        [sys.executable, str(script), str(db), synchronous],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -216,3 +218,19 @@ def test_url_names_absolute_or_relative_paths(
         log.close()
     base = work if relative in ("relative.db", "data/events.db") else tmp_path
     assert (base / relative).is_file()
+
+
+def test_sync_option_of_the_url(tmp_path: Path) -> None:
+    """``?sync=normal`` sets synchronous=NORMAL; the default is FULL; a typo is refused."""
+    full = SQLiteEventLog.from_url(f"sqlite:///{tmp_path}/a.db")
+    normal = SQLiteEventLog.from_url(f"sqlite:///{tmp_path}/b.db?sync=normal")
+    try:
+        assert full._wconn.execute("PRAGMA synchronous").fetchone()[0] == 2
+        assert normal._wconn.execute("PRAGMA synchronous").fetchone()[0] == 1
+    finally:
+        full.close()
+        normal.close()
+    with pytest.raises(ValueError, match="sync"):
+        SQLiteEventLog.from_url(f"sqlite:///{tmp_path}/c.db?synch=normal")
+    with pytest.raises(ValueError, match="full or normal"):
+        SQLiteEventLog.from_url(f"sqlite:///{tmp_path}/c.db?sync=off")

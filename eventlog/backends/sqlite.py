@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse
 
 from eventlog import codec, metrics
 from eventlog.base import Listener
@@ -293,6 +293,10 @@ class SQLiteEventLog:
         path: the database file; its parent directories are created.
         max_batch: most appends committed in one transaction.
         busy_timeout_ms: how long to wait for another connection's write lock.
+        synchronous: ``"full"`` (the default): every commit is fsynced, so an
+            acknowledged append survives a power loss. ``"normal"``: the WAL is
+            fsynced at checkpoints only; an acknowledged append survives the death
+            of the process (SIGKILL) but not of the machine. URL: ``?sync=normal``.
     """
 
     backend = "sqlite"
@@ -303,7 +307,11 @@ class SQLiteEventLog:
         *,
         max_batch: int = DEFAULT_MAX_BATCH,
         busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+        synchronous: str = "full",
     ) -> None:
+        if synchronous not in ("full", "normal"):
+            raise ValueError(f"synchronous must be full or normal, not {synchronous!r}")
+        self.synchronous = synchronous
         self.path = Path(path)
         self._max_batch = max_batch
         self._busy_timeout_ms = busy_timeout_ms
@@ -340,8 +348,15 @@ class SQLiteEventLog:
 
     @classmethod
     def from_url(cls, url: str) -> SQLiteEventLog:
-        """Open ``sqlite:///abs/path/events.db`` (or ``sqlite:///relative.db``)."""
-        return cls(_path_from_url(url))
+        """Open ``sqlite:///abs/path/events.db`` (or ``sqlite:///relative.db``).
+
+        ``?sync=normal`` trades power-loss durability for speed (see the class).
+        """
+        query = parse_qs(urlparse(url).query)
+        unknown = set(query) - {"sync"}
+        if unknown:
+            raise ValueError(f"unknown sqlite URL option {sorted(unknown)[0]!r}: expected sync")
+        return cls(_path_from_url(url), synchronous=query.get("sync", ["full"])[-1])
 
     def __repr__(self) -> str:
         return f"SQLiteEventLog({str(self.path)!r})"
@@ -357,7 +372,7 @@ class SQLiteEventLog:
             conn.execute("PRAGMA query_only = ON")
         else:
             conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
         return conn
 
     @staticmethod
