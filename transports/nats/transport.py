@@ -537,9 +537,16 @@ async def start_nats_transport(
         hub: a started hub.
         url: the NATS server(s), ``nats://host:4222`` (comma-separated for several).
         prefix: the subject prefix.
-        auth: the HTTP server's :class:`Authenticator`, the API keys, or None (open).
-        options: keyword options of :class:`NatsTransport`.
+        auth: an :class:`Authenticator`, the API keys (``{key: user}``), or None (open).
+        options: keyword options of :class:`NatsTransport`. Unless given, ``cluster`` is
+            on when the hub's event log is JetStream (the several-nodes set-up: sessions
+            get owners, each event is published once) and the lease buckets take the log's
+            ``replicas``.
     """
+    log_config = getattr(hub.log, "config", None)
+    if hub.log.backend == "jetstream":
+        options.setdefault("cluster", True)
+        options.setdefault("replicas", getattr(log_config, "replicas", 1))
     transport = NatsTransport(hub, url, prefix, auth, **options)
     await transport.start()
     return transport
