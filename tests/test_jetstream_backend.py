@@ -286,3 +286,30 @@ async def test_hub_runs_on_jetstream(url: str) -> None:
             assert events["last_seq"] >= 3
     finally:
         log.close()
+
+
+def test_subscription_resumes_after_a_nats_restart(tmp_path: Path) -> None:
+    """A's subscription still gets B's appends after the server restarted, none twice."""
+    from tests.nats_fixtures import require_nats_server
+
+    server = NatsServer(require_nats_server(), tmp_path)
+    server.start()
+    url = f"jetstream://127.0.0.1:{server.port}?timeout=2"
+    a, b = JetStreamEventLog.from_url(url), JetStreamEventLog.from_url(url)
+    try:
+        rec = Recorder()
+        a.subscribe(rec)
+        b.append("s", _events(1), 0)
+        assert rec.wait_for(lambda evs: len(evs) == 1)
+        server.restart()
+        for _ in range(200):  # both clients reconnect on their own schedule
+            if a.connected and b.connected:
+                break
+            threading.Event().wait(0.05)
+        b.append("s", _events(2), 1)
+        assert rec.wait_for(lambda evs: len(evs) == 3, timeout=15)
+        assert [e.seq for e in rec.events] == [1, 2, 3]
+    finally:
+        a.close()
+        b.close()
+        server.stop()

@@ -417,6 +417,7 @@ class JetStreamEventLog:
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=0.25,
                 error_cb=on_error,
+                reconnected_cb=self._on_reconnected,
                 name=f"sessionhub-eventlog:{self.config.prefix}",
             )
         except Exception as exc:
@@ -768,20 +769,42 @@ class JetStreamEventLog:
             if self._consumer is None:
                 info = await self._js.stream_info(self.config.stream_name)
                 self._delivered = info.state.last_seq
-                self._consumer = await self._js.subscribe(
-                    self.config.all_subjects,
-                    stream=self.config.stream_name,
-                    ordered_consumer=True,
-                    cb=self._on_consumer_msg,
-                    config=api.ConsumerConfig(
-                        deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
-                        opt_start_seq=self._delivered + 1,
-                    ),
-                )
+                await self._start_consumer()
             sub = _Sub(listener, after=self._delivered)
             with self._dispatch_lock:
                 self._subs = (*self._subs, sub)
             return sub
+
+    async def _start_consumer(self) -> None:
+        """An ordered push consumer of every log subject, from the first undelivered seq."""
+        self._consumer = await self._js.subscribe(
+            self.config.all_subjects,
+            stream=self.config.stream_name,
+            ordered_consumer=True,
+            cb=self._on_consumer_msg,
+            config=api.ConsumerConfig(
+                deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+                opt_start_seq=self._delivered + 1,
+            ),
+        )
+
+    async def _on_reconnected(self) -> None:
+        """The server may have restarted and lost the (in-memory) consumer: start anew from
+        the first undelivered seq, so the subscribers miss nothing appended meanwhile."""
+        if self._consumer is None or self._deliver_lock is None or self._closed:
+            return
+        async with self._deliver_lock:
+            old, self._consumer = self._consumer, None
+            with contextlib.suppress(Exception):
+                await old.unsubscribe()
+            for attempt in range(20):
+                try:
+                    await self._start_consumer()
+                    return
+                except Exception as exc:  # JetStream may still be recovering its streams
+                    _log.warning("event log consumer not restarted (%s); retrying", exc)
+                    await asyncio.sleep(0.1 * (attempt + 1))
+            _log.error("event log consumer lost: other nodes' events are not delivered")
 
     def _unsubscribe(self, sub: _Sub) -> None:
         with self._dispatch_lock:  # waits for a delivery in progress on the loop thread
