@@ -244,6 +244,36 @@ def start_nats_server(workdir: Path) -> tuple[Any, str]:
     return server, server.url
 
 
+def run_commands(
+    url: str, args: argparse.Namespace
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]]]:
+    """Start the server process, measure the request/reply rows, stop it."""
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--serve", url],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "SESSIONHUB_LOG_LEVEL": "warning"},
+    )
+    try:
+        assert proc.stdout is not None
+        inproc: dict[str, dict[str, float]] = {}
+        while (line := proc.stdout.readline()).strip() != "ready":  # skip its log lines
+            if not line:
+                raise SystemExit("the server process did not start")
+            if line.startswith("inproc "):
+                inproc = json.loads(line.removeprefix("inproc "))
+        rows = asyncio.run(bench_commands(url, args.requests, args.concurrency))
+    finally:
+        if proc.stdin:
+            proc.stdin.close()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return rows, inproc
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", help="an existing NATS server with JetStream (default: start one)")
@@ -261,37 +291,20 @@ def main() -> None:
         url = args.url
         if url is None:
             server, url = start_nats_server(Path(tmp))
-        proc = subprocess.Popen(
-            [sys.executable, __file__, "--serve", url],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "SESSIONHUB_LOG_LEVEL": "warning"},
-        )
         try:
-            assert proc.stdout is not None
-            inproc: dict[str, dict[str, float]] = {}
-            while (line := proc.stdout.readline()).strip() != "ready":  # skip its log lines
-                if not line:
-                    sys.exit("the server process did not start")
-                if line.startswith("inproc "):
-                    inproc = json.loads(line.removeprefix("inproc "))
-            rows = asyncio.run(bench_commands(url, args.requests, args.concurrency))
+            rows, inproc = run_commands(url, args)
+            n = args.appends
+            appends = [
+                ("JetStreamEventLog.append, 1 session (1 thread)", bench_log_appends(url, n, 1)),
+                ("bare js.publish, 1 publisher", asyncio.run(bench_bare_publishes(url, n, 1))),
+                ("JetStreamEventLog.append, 64 sessions (64 threads)",
+                 bench_log_appends(url, n, 64)),
+                ("bare js.publish, 64 concurrent publishers",
+                 asyncio.run(bench_bare_publishes(url, n, 64))),
+            ]  # fmt: skip
         finally:
-            if proc.stdin:
-                proc.stdin.close()
-            proc.wait(30)
-        n = args.appends
-        appends = [
-            ("JetStreamEventLog.append, 1 session (1 thread)", bench_log_appends(url, n, 1)),
-            ("bare js.publish, 1 publisher", asyncio.run(bench_bare_publishes(url, n, 1))),
-            ("JetStreamEventLog.append, 64 sessions (64 threads)",
-             bench_log_appends(url, n, 64)),
-            ("bare js.publish, 64 concurrent publishers",
-             asyncio.run(bench_bare_publishes(url, n, 64))),
-        ]  # fmt: skip
-        if server is not None:
-            server.stop()
+            if server is not None:
+                server.stop()
 
     version = subprocess.run(
         [sys.executable, "-c", "import nats; print(nats.aio.client.__version__)"],
