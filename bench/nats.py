@@ -7,7 +7,9 @@ Two comparisons, each in the same run against the same ``nats-server``:
    client process measures sequential round trips (p50, p99) and throughput with
    ``--concurrency`` requests in flight, for the bare echo and for two commands:
    ``session.get`` (a read through auth, the command layer and the session actor) and
-   ``context.set`` (a write: one event appended). Target: round trip within 3x of echo.
+   ``context.set`` (a write: one event appended; the concurrent writes go round robin over
+   ``--concurrency`` sessions, as one session's commands are serialised by its actor).
+   Target: round trip within 3x of echo.
 2. **JetStream appends.** ``JetStreamEventLog.append`` (one message per append, with the
    expected-last-subject-sequence check and the command-id index) from 1 thread on one
    session and from 64 threads on 64 sessions, next to bare ``js.publish`` of the same
@@ -138,8 +140,11 @@ async def bench_commands(url: str, n: int, concurrency: int) -> list[dict[str, A
                 raise RuntimeError(msg.data)
             return msg
 
-        created = await request(f"{PREFIX}.cmd.session.create", b"{}")
-        sid = json.loads(created.data)["session_id"]
+        sids = []
+        for _ in range(concurrency):  # writes go round robin over as many sessions as workers
+            created = await request(f"{PREFIX}.cmd.session.create", b"{}")
+            sids.append(json.loads(created.data)["session_id"])
+        sid = sids[0]
         echo_payload = json.dumps({"session_id": sid}).encode()
         get_payload = echo_payload
         counter = [0]
@@ -147,8 +152,9 @@ async def bench_commands(url: str, n: int, concurrency: int) -> list[dict[str, A
         def set_payload() -> bytes:
             counter[0] += 1
             return json.dumps(
-                {"session_id": sid, "key": f"k{counter[0] % 50}", "value": TEXT}
-            ).encode()
+                {"session_id": sids[counter[0] % len(sids)], "key": f"k{counter[0] % 50}",
+                 "value": TEXT}
+            ).encode()  # fmt: skip
 
         cases: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
             ("bare nats-py request/reply echo", lambda: request(ECHO_SUBJECT, echo_payload)),
@@ -204,8 +210,12 @@ def bench_log_appends(url: str, n: int, sessions: int) -> float:
         log.close()
 
 
-async def bench_bare_publishes(url: str, n: int, publishers: int) -> float:
-    """Bare ``js.publish`` (awaiting each ack) from ``publishers`` tasks; publishes per second."""
+async def bench_bare_publishes(url: str, n: int, publishers: int, headers: bool = False) -> float:
+    """Bare ``js.publish`` (awaiting each ack) from ``publishers`` tasks; publishes per second.
+
+    With ``headers`` each publish carries what the log's does: the expected last subject
+    sequence (the previous ack's), a ``Nats-Msg-Id`` and two small headers of its own.
+    """
     nc = await nats.connect(url, name="bench-bare-js")
     try:
         js = nc.jetstream()
@@ -218,8 +228,17 @@ async def bench_bare_publishes(url: str, n: int, publishers: int) -> float:
         per = max(1, n // publishers)
 
         async def publisher(i: int) -> None:
-            for _ in range(per):
-                await js.publish(f"{name.lower()}.s{i}", body)
+            last = 0
+            for k in range(per):
+                hdrs = None
+                if headers:
+                    hdrs = {
+                        "Nats-Expected-Last-Subject-Sequence": str(last),
+                        "Nats-Msg-Id": f"{uuid.uuid4().hex}{i}-{k}",
+                        "Sessionhub-Seq": str(k + 1),
+                        "Sessionhub-Count": "1",
+                    }
+                last = (await js.publish(f"{name.lower()}.s{i}", body, headers=hdrs)).seq
 
         t0 = time.perf_counter()
         await asyncio.gather(*(publisher(i) for i in range(publishers)))
@@ -297,10 +316,14 @@ def main() -> None:
             appends = [
                 ("JetStreamEventLog.append, 1 session (1 thread)", bench_log_appends(url, n, 1)),
                 ("bare js.publish, 1 publisher", asyncio.run(bench_bare_publishes(url, n, 1))),
+                ("bare js.publish with the log's headers, 1 publisher",
+                 asyncio.run(bench_bare_publishes(url, n, 1, headers=True))),
                 ("JetStreamEventLog.append, 64 sessions (64 threads)",
                  bench_log_appends(url, n, 64)),
                 ("bare js.publish, 64 concurrent publishers",
                  asyncio.run(bench_bare_publishes(url, n, 64))),
+                ("bare js.publish with the log's headers, 64 concurrent publishers",
+                 asyncio.run(bench_bare_publishes(url, n, 64, headers=True))),
             ]  # fmt: skip
         finally:
             if server is not None:

@@ -659,7 +659,12 @@ class JetStreamEventLog:
                     if cid is not None and cid not in idx.commands:
                         salt = f"\n{ack.seq}"
                     continue
-                stored = self._decode(ack.seq, body)
+                base = ack.seq * POSITION_STRIDE
+                stored = [
+                    Event(stream_id, expected_seq + i + 1, e.type, e.data, e.created_at,
+                          e.command_id, e.version, base + i)
+                    for i, e in enumerate(events)
+                ]  # fmt: skip
                 idx.add(ack.seq, stored)
                 await self._deliver(ack.seq, stored)
                 return stored
