@@ -278,3 +278,35 @@ async def test_event_stream_on_another_node_sees_the_owners_chunks(
         assert a.hub.supervisor.is_live("sse") and not b.hub.supervisor.is_live("sse")
         status, body = await b.transport.dispatch("session.get", {"session_id": "nope"})
         assert (status, body["error"]["code"]) == (404, "session_not_found")
+
+
+async def test_one_session_id_created_on_two_nodes_at_once(
+    nats_cluster: NatsCluster, prefix: str
+) -> None:
+    """Two users create the same session id through two nodes at once: one gets 201,
+    the other 409 already_exists, never the other user's session."""
+    keys = {"ka": "alice", "kb": "bob"}
+    async with node(nats_cluster, prefix, "A") as a, node(nats_cluster, prefix, "B") as b:
+        assert a.transport is not None and b.transport is not None
+        a.transport.auth = b.transport.auth = type(a.transport.auth)(keys, transport="nats")
+        nc = await nats.connect(servers=nats_cluster.urls)
+        try:
+            for round_ in range(5):
+                sid = f"same-{round_}"
+                results = await asyncio.gather(
+                    CommandClient(nc, f"{prefix}.node.A", "ka").call(
+                        "session.create", {"session_id": sid}
+                    ),
+                    CommandClient(nc, f"{prefix}.node.B", "kb").call(
+                        "session.create", {"session_id": sid}
+                    ),
+                )
+                statuses = sorted(status for status, _ in results)
+                assert statuses == [200, 409], results
+                winner = next(body for status, body in results if status == 200)
+                loser_user = "bob" if winner["user_id"] == "alice" else "alice"
+                loser = next(body for status, body in results if status == 409)
+                assert loser["error"]["code"] == "already_exists"
+                assert winner["user_id"] != loser_user
+        finally:
+            await nc.close()

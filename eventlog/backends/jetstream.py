@@ -104,6 +104,8 @@ ERR_WRONG_LAST_SEQUENCE = 10071
 #: ("wrong last sequence", without the number).
 ERR_WRONG_LAST_SEQUENCE_CONSTANT = 10164
 _WRONG_LAST = (ERR_WRONG_LAST_SEQUENCE, ERR_WRONG_LAST_SEQUENCE_CONSTANT)
+#: A publish with the same ``Nats-Msg-Id`` is being stored (clustered stream) right now.
+ERR_DUPLICATE_IN_PROCESS = 10158
 ERR_STREAM_NOT_FOUND = 10059
 
 # Headers.
@@ -616,7 +618,7 @@ class JetStreamEventLog:
                 await self._refresh(stream_id, idx)
             fresh = False
             salt = ""
-            for _ in range(8):
+            for attempt in range(8):
                 if cid is not None and cid in idx.commands:
                     return await self._stored(idx, cid)
                 if idx.last_seq != expected_seq:
@@ -640,7 +642,10 @@ class JetStreamEventLog:
                         self.config.subject(stream_id), body, headers=headers
                     )
                 except nats.js.errors.APIError as exc:
-                    if exc.err_code not in _WRONG_LAST:
+                    if exc.err_code == ERR_DUPLICATE_IN_PROCESS:
+                        # the same command is being stored by another writer right now
+                        await asyncio.sleep(0.01 * (attempt + 1))
+                    elif exc.err_code not in _WRONG_LAST:
                         raise
                     await self._refresh(stream_id, idx)  # someone else appended
                     fresh = True

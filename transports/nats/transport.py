@@ -47,6 +47,7 @@ from prometheus_client import Counter
 from actors.bus import Item
 from actors.errors import HubError, InvalidRequest
 from actors.hub import Hub
+from actors.validate import ID_RE
 from transports.commands import error_body, execute, observe
 from transports.http.auth import Authenticator
 from transports.nats.cluster import Leases, new_node_id
@@ -275,16 +276,24 @@ class NatsTransport:
     # -- several nodes ------------------------------------------------------------------
 
     async def _owner_for(self, name: str, data: bytes) -> str | None:
-        """The node that must run this command, or None when any node may."""
+        """The node that must run this command, or None when any node may.
+
+        A create with a client-chosen ``session_id`` goes to that id's owner too: two
+        nodes creating one id at once would otherwise both be answered with the one
+        session the log kept (the hub's create command id is derived from the id).
+        """
         assert self.leases is not None
-        if name in _UNROUTED or not name.startswith(_ROUTED):
+        creating = name == "session.create"
+        if not creating and (name in _UNROUTED or not name.startswith(_ROUTED)):
             return None
         try:
             payload = json.loads(data) if data.strip() else {}
         except ValueError:
             return None  # the local node answers the 400
         sid = payload.get("session_id") if isinstance(payload, dict) else None
-        if not isinstance(sid, str) or self.hub.catalog.owner(sid) is None:
+        if not isinstance(sid, str) or not ID_RE.match(sid):
+            return None  # the local node answers (a new id, or the 400)
+        if not creating and self.hub.catalog.owner(sid) is None:
             return None  # unknown here: the local node answers (404), nobody takes a lease
         return await self.leases.owner(sid)
 
