@@ -14,6 +14,7 @@ from typing import Any
 import nats
 import pytest
 
+from eventlog.backends.jetstream import JetStreamEventLog
 from tests.http_helpers import Server, running_server
 from tests.nats_fixtures import CommandClient, NatsServer, nats_server
 from transports.nats import start_nats_transport
@@ -126,21 +127,34 @@ def normalize(value: Any, key: str | None = None) -> Any:
     return value
 
 
-@pytest.fixture
-async def both(nats_server: NatsServer) -> AsyncIterator[tuple[Server, CommandClient]]:
-    """An HTTP server, and a second server of its own served over NATS; same API keys."""
+@pytest.fixture(params=["memory", "jetstream"])
+async def both(
+    nats_server: NatsServer, request: pytest.FixtureRequest
+) -> AsyncIterator[tuple[Server, CommandClient]]:
+    """An HTTP server, and a second server of its own served over NATS; same API keys.
+    Both on memory logs, or both on JetStream logs (each under its own prefix)."""
     prefix = f"cf{uuid.uuid4().hex[:8]}"
-    async with (
-        running_server(api_keys=KEYS) as http,
-        running_server(api_keys=KEYS) as other,
-    ):
-        transport = await start_nats_transport(other.hub, nats_server.url, prefix, KEYS)
-        nc = await nats.connect(nats_server.url)
-        try:
-            yield http, CommandClient(nc, prefix)
-        finally:
-            await nc.close()
-            await transport.stop()
+    logs: list[JetStreamEventLog] = []
+    if request.param == "jetstream":
+        for p in (f"{prefix}h", f"{prefix}n"):
+            logs.append(
+                JetStreamEventLog.from_url(f"jetstream://127.0.0.1:{nats_server.port}?prefix={p}")
+            )
+    try:
+        async with (
+            running_server(api_keys=KEYS, log=logs[0] if logs else None) as http,
+            running_server(api_keys=KEYS, log=logs[1] if logs else None) as other,
+        ):
+            transport = await start_nats_transport(other.hub, nats_server.url, prefix, KEYS)
+            nc = await nats.connect(nats_server.url)
+            try:
+                yield http, CommandClient(nc, prefix)
+            finally:
+                await nc.close()
+                await transport.stop()
+    finally:
+        for log in logs:
+            log.close()
 
 
 async def _over_http(http: Server, s: Step) -> tuple[int, Any]:
