@@ -19,6 +19,11 @@ another node). A command on a session is run by the session's owner node
 (:mod:`transports.nats.cluster`): any other node relays it there over NATS and relays the
 reply back untouched; if the owner does not answer, the client gets 503 ``unavailable``
 until the owner's lease expires and a node takes the session over, replaying its log.
+Each durable event and chunk is published once, by the node that produced it, and each
+node feeds other nodes' chunks to its own bus, so an SSE stream on any node sees them.
+:meth:`NatsTransport.dispatch` lets another transport of the node (HTTP) route a command
+the same way. :func:`start_nats_transport` turns cluster mode on by itself when the hub's
+event log is JetStream.
 
 Failure semantics: commands only arrive while connected, so a disconnection shows to
 clients as request timeouts / no responders, from their own client; the hub itself goes on
