@@ -13,6 +13,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
@@ -87,6 +88,11 @@ async def serve(settings: Settings, *, ready: Callable[[str, int], None] | None 
     signals = (signal.SIGINT, signal.SIGTERM)
     try:
         async with Hub.running(event_log, settings.hub) as hub:
+            nats = None
+            if settings.nats:
+                nats = await _start_nats(hub, settings)
+                if nats is None:
+                    return 1
             app = make_app(settings, hub)
             runner = web.AppRunner(
                 app,
@@ -120,11 +126,33 @@ async def serve(settings: Settings, *, ready: Callable[[str, int], None] | None 
             finally:
                 for sig in signals:
                     loop.remove_signal_handler(sig)
+                if nats is not None:
+                    await nats.stop()
                 await runner.cleanup()
     finally:
         event_log.close()
         log.info("stopped")
     return 0
+
+
+async def _start_nats(hub: Any, settings: Settings) -> Any:
+    """The NATS transport of this node, or None (logged) if NATS cannot be reached."""
+    from transports.http.auth import Authenticator
+    from transports.nats import start_nats_transport
+
+    try:
+        handle = await start_nats_transport(
+            hub,
+            settings.nats,
+            settings.nats_prefix,
+            Authenticator(settings.api_keys, transport="nats"),
+            max_body_bytes=settings.max_body_bytes,
+        )
+    except Exception as exc:
+        log.error("nats_connect_failed", url=settings.nats, error=str(exc))
+        return None
+    log.info("nats_serving", url=settings.nats, prefix=settings.nats_prefix)
+    return handle
 
 
 def _on_signal(stop: asyncio.Event, sig: signal.Signals) -> None:

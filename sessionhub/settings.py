@@ -25,6 +25,7 @@ import argparse
 import dataclasses
 import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -128,6 +129,24 @@ _SERVER = [
         "Origins allowed by CORS, comma-separated ('*': any); CORS is off when empty.",
         "server",
         metavar="ORIGIN,...",
+    ),
+    Option(
+        "nats",
+        "opt_str",
+        None,
+        "NATS server URL(s), comma-separated (nats://127.0.0.1:4222): also serve every "
+        "command over NATS and publish every event there. With a jetstream:// event log "
+        "the nodes share sessions, each owned by one node at a time.",
+        "server",
+        metavar="URL",
+    ),
+    Option(
+        "nats_prefix",
+        "str",
+        "sessionhub",
+        "Subject prefix of the NATS transport (<prefix>.cmd.*, <prefix>.events.*).",
+        "server",
+        metavar="PREFIX",
     ),
     Option(
         "max_body_bytes",
@@ -437,6 +456,8 @@ class Settings:
     api_keys: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), repr=False)
     insecure: bool = False
     cors_origins: tuple[str, ...] = ()
+    nats: str | None = None
+    nats_prefix: str = "sessionhub"
     max_body_bytes: int = 1024 * 1024
     sse_keepalive_s: float = 15.0
     shutdown_timeout_s: float = 10.0
@@ -575,6 +596,12 @@ def _build(values: dict[str, Any], config_path: str | None) -> Settings:
     fmt = values["log_format"].lower()
     if fmt not in LOG_FORMATS:
         raise SettingsError(f"log_format must be one of {', '.join(LOG_FORMATS)}")
+    if values["nats"] and not all(
+        u.strip().startswith(("nats://", "tls://")) for u in values["nats"].split(",")
+    ):
+        raise SettingsError(f"nats must be nats://host:port URLs, not {values['nats']!r}")
+    if not re.fullmatch(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*", values["nats_prefix"]):
+        raise SettingsError(f"nats_prefix {values['nats_prefix']!r} is not a subject prefix")
     for origin in values["cors_origins"]:
         if origin != "*" and "://" not in origin:
             raise SettingsError(f"CORS origin {origin!r} is not '*' or scheme://host[:port]")
@@ -604,6 +631,8 @@ def _build(values: dict[str, Any], config_path: str | None) -> Settings:
         api_keys=MappingProxyType(keys),
         insecure=values["insecure"],
         cors_origins=tuple(values["cors_origins"]),
+        nats=values["nats"] or None,
+        nats_prefix=values["nats_prefix"],
         max_body_bytes=values["max_body_bytes"],
         sse_keepalive_s=values["sse_keepalive_s"],
         shutdown_timeout_s=values["shutdown_timeout_s"],
