@@ -153,7 +153,7 @@ async def test_the_nats_configs_run_as_a_jetstream_cluster(tmp_path):
                     )
                 )
         meta: dict = {}
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         async with aiohttp.ClientSession() as client:
             while time.monotonic() < deadline:
                 meta = await _meta_cluster(client, ports[1][2])
