@@ -140,6 +140,11 @@ class Catalog:
             state = self._sessions.get(session_id or "")
             return state.status if state is not None else None
 
+    def with_open_turns(self) -> list[str]:
+        """Sessions whose log shows a turn started and not completed."""
+        with self._lock:
+            return [sid for sid, s in self._sessions.items() if s.open_turns]
+
     def list_states(self, user_id: str | None = None) -> list[SessionState]:
         with self._lock:
             pool = self._sessions if user_id is None else self._by_user.get(user_id, {})

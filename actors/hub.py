@@ -151,8 +151,7 @@ class Hub(CollaborationMixin):
 
     async def _fail_dangling_turns(self) -> None:
         """Turns the log shows running but no runner has (the process died): fail them."""
-        for s in self.catalog.open_sessions():
-            sid = s["session_id"]
+        for sid in self.catalog.with_open_turns():
             turns = await self._ask(sid, "open_turns", {})
             for turn_id in turns:
                 await self._ask(

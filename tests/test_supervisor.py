@@ -202,3 +202,14 @@ async def test_dangling_turn_is_failed_after_restart():
     async with Hub.running(log, config()) as hub:
         msgs = (await hub.messages(ALICE, s["session_id"], {}))["messages"]
         assert [m["status"] for m in msgs] == ["complete", "failed"]
+
+
+async def test_start_up_starts_no_actor_for_idle_sessions():
+    """A restart rebuilds the catalog only: sessions without a running turn stay asleep."""
+    log = MemoryEventLog()
+    async with Hub.running(log, config()) as hub:
+        for _ in range(5):
+            await hub.create_session(ALICE, {})
+    async with Hub.running(log, config()) as hub:
+        assert hub.supervisor.live_actors() == 0
+        assert (await hub.list_sessions(ALICE, {}))["total"] == 5
