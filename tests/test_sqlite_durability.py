@@ -234,3 +234,33 @@ def test_sync_option_of_the_url(tmp_path: Path) -> None:
         SQLiteEventLog.from_url(f"sqlite:///{tmp_path}/c.db?synch=normal")
     with pytest.raises(ValueError, match="full or normal"):
         SQLiteEventLog.from_url(f"sqlite:///{tmp_path}/c.db?sync=off")
+
+
+async def test_append_async_group_commits_and_reports_conflicts(tmp_path: Path) -> None:
+    """Appends awaited on a loop are durable, ordered, and a stale one gets ConflictError."""
+    import asyncio
+
+    from eventlog.errors import ConflictError
+
+    log = SQLiteEventLog(tmp_path / "events.db")
+    try:
+
+        async def session(k: int) -> None:
+            for i in range(20):
+                stored = await log.append_async(
+                    f"s{k}", [NewEvent("tick", {"i": i}, f"c{k}-{i}")], i
+                )
+                assert stored[0].seq == i + 1
+
+        await asyncio.gather(*(session(k) for k in range(16)))
+        with pytest.raises(ConflictError):
+            await log.append_async("s0", [NewEvent("tick", {})], 3)
+        retry = await log.append_async("s0", [NewEvent("tick", {"i": 0}, "c0-0")], 0)
+        assert retry[0].seq == 1
+    finally:
+        log.close()
+    reopened = SQLiteEventLog(tmp_path / "events.db")
+    try:
+        assert [len(reopened.read(f"s{k}")) for k in range(16)] == [20] * 16
+    finally:
+        reopened.close()

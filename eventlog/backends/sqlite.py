@@ -27,6 +27,8 @@ logged and skipped: its events are durable and the appender still succeeds.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import queue
@@ -231,9 +233,31 @@ class _Waiter:
 
 
 def _wake(batch: list[_Waiter]) -> None:
-    for i in range(len(batch) - 1):
-        batch[i].next = batch[i + 1]
-    batch[0].latch.release()
+    waiters = [w for w in batch if type(w) is not _AsyncAppend]
+    if len(waiters) < len(batch):
+        by_loop: dict[asyncio.AbstractEventLoop, list[_AsyncAppend]] = {}
+        for w in batch:
+            if type(w) is _AsyncAppend:
+                by_loop.setdefault(w.loop, []).append(w)
+        for loop, items in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+                loop.call_soon_threadsafe(_resolve_async, items)
+    if not waiters:
+        return
+    for i in range(len(waiters) - 1):
+        waiters[i].next = waiters[i + 1]
+    waiters[0].latch.release()
+
+
+def _resolve_async(items: list[_AsyncAppend]) -> None:
+    """On the appenders' loop: complete every future of one batch in one callback."""
+    for item in items:
+        if item.future.done():
+            continue
+        if item.error is not None:
+            item.future.set_exception(item.error)
+        else:
+            item.future.set_result(item.result)
 
 
 class _Append(_Waiter):
@@ -254,6 +278,24 @@ class _Append(_Waiter):
         self.events = events
         self.encoded = encoded  # each event's data as JSON, encoded by the caller
         self.command_id = events[0].command_id if events else None
+
+
+class _AsyncAppend(_Append):
+    """An append awaited on an asyncio loop: completed by one callback per batch."""
+
+    __slots__ = ("future", "loop")
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        stream_id: str,
+        expected_seq: int,
+        events: Sequence[NewEvent],
+        encoded: list[str],
+    ) -> None:
+        super().__init__(stream_id, expected_seq, events, encoded)
+        self.loop = loop
+        self.future: asyncio.Future[list[Event]] = loop.create_future()
 
 
 class _SaveSnapshot(_Waiter):
@@ -517,6 +559,23 @@ class SQLiteEventLog:
         _APPEND_SECONDS.observe(time.perf_counter() - started)
         return stored  # type: ignore[no-any-return]
 
+    async def append_async(
+        self, stream_id: str, events: Sequence[NewEvent], expected_seq: int
+    ) -> list[Event]:
+        """``append`` for asyncio callers: no thread per waiter, and the writer completes
+        every future of a group commit with one ``call_soon_threadsafe``."""
+        encode = codec.encode
+        encoded = [encode(e.data) for e in events]
+        started = time.perf_counter()
+        item = _AsyncAppend(asyncio.get_running_loop(), stream_id, expected_seq, events, encoded)
+        with self._submit_lock:
+            if self._closed:
+                raise UnavailableError("event log is closed")
+            self._queue.put(item)
+        stored = await item.future
+        _APPEND_SECONDS.observe(time.perf_counter() - started)
+        return stored
+
     def save_snapshot(self, snapshot: Snapshot) -> None:
         """Store ``snapshot`` durably, replacing an older one of the same stream."""
         row = (snapshot.stream_id, snapshot.seq, codec.encode(snapshot.state), snapshot.created_at)
@@ -629,7 +688,7 @@ class SQLiteEventLog:
         misses = {
             item.stream_id
             for item in batch
-            if type(item) is _Append and item.stream_id not in cache
+            if isinstance(item, _Append) and item.stream_id not in cache
         }
         if misses:
             for stream_id, last in conn.execute(_LAST_SEQS, (codec.encode(list(misses)),)):
@@ -663,7 +722,7 @@ class SQLiteEventLog:
 
         for item in batch:
             stream_id = item.stream_id
-            if type(item) is _Append:
+            if isinstance(item, _Append):
                 command_id = item.command_id
                 last = cache[stream_id]
                 if last != item.expected_seq:
