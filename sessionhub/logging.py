@@ -13,13 +13,18 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TextIO
 
 import structlog
 
-__all__ = ["configure_logging", "request_context", "resolve_format"]
+__all__ = [
+    "bind_request_context",
+    "configure_logging",
+    "request_context",
+    "resolve_format",
+]
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -110,3 +115,14 @@ def request_context(**values: Any) -> Iterator[None]:
     of the enclosed code, then restore the previous context."""
     with structlog.contextvars.bound_contextvars(**values):
         yield
+
+
+def bind_request_context(values: Mapping[str, Any]) -> None:
+    """Bind ``values`` to every log line of the current task, for the rest of the task.
+
+    For code that runs in a task of its own per request, as aiohttp runs each request
+    (it copies the context into a new task, so what is bound here ends with the
+    request): no context manager to enter and leave and no reset, which a middleware
+    would otherwise pay on every request. Elsewhere, use :func:`request_context`.
+    """
+    structlog.contextvars.bind_contextvars(**values)

@@ -1,4 +1,4 @@
-"""The aiohttp application: routes from the one table, middlewares, shutdown.
+"""The aiohttp application: routes from the one table, one middleware, shutdown.
 
 ``make_app(settings, hub)`` builds it; whoever runs it owns the hub and the event log
 (``sessionhub serve`` opens the log, starts the hub, serves, then stops both). On
@@ -18,14 +18,10 @@ from aiohttp import WSCloseCode, web
 from actors.hub import Hub
 from sessionhub.settings import Settings
 from transports.http.auth import Authenticator
+from transports.http.dispatch import RouteTable
 from transports.http.handlers import SPECIAL_HANDLERS, command_handler
 from transports.http.keys import AUTH, HUB, OPENAPI, SETTINGS, SHUTDOWN, WEBSOCKETS
-from transports.http.middlewares import (
-    add_cors_headers,
-    auth_middleware,
-    cors_middleware,
-    error_middleware,
-)
+from transports.http.middlewares import add_cors_headers, api_middleware
 from transports.http.openapi import build_openapi
 from transports.http.routes import ROUTES
 
@@ -40,23 +36,32 @@ def server_version() -> str:
 
 
 def make_app(settings: Settings, hub: Hub) -> web.Application:
-    """The HTTP API of ``hub`` as configured by ``settings`` (every route of ROUTES)."""
+    """The HTTP API of ``hub`` as configured by ``settings`` (every route of ROUTES).
+
+    The routes sit in one :class:`~transports.http.dispatch.RouteTable` (dispatch by path
+    segments rather than a regular expression per route) behind one middleware.
+    """
+    auth = Authenticator(settings.api_keys)
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[error_middleware, cors_middleware, auth_middleware],
+        middlewares=[api_middleware(settings, auth)],
     )
     app[HUB] = hub
     app[SETTINGS] = settings
-    app[AUTH] = Authenticator(settings.api_keys)
+    app[AUTH] = auth
     app[SHUTDOWN] = asyncio.Event()
     app[WEBSOCKETS] = set()
     app[OPENAPI] = build_openapi(ROUTES, version=server_version())
+    table = RouteTable()
     for route in ROUTES:
         handler = (
             command_handler(route) if route.kind == "command" else SPECIAL_HANDLERS[route.name]
         )
-        app.router.add_route(route.method, route.path, handler, name=route.name)
-    app.on_response_prepare.append(add_cors_headers)
+        table.add_route(route.method, route.path, handler, name=route.name)
+    app.router.register_resource(table)
+    if settings.cors_origins:
+        # Off by default: then no response pays for the hook.
+        app.on_response_prepare.append(add_cors_headers)
     app.on_shutdown.append(_on_shutdown)
     return app
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import msgspec
 from aiohttp import web
 
 from actors.errors import InvalidRequest, PayloadTooLarge
@@ -40,11 +41,33 @@ def _check_text(value: Any) -> None:
             stack.extend(item)
 
 
+_fast_decode = msgspec.json.Decoder().decode
+_strict_decoder = json.JSONDecoder(parse_constant=_reject_constant)
+#: Up to this many ``[`` and ``{`` (so at most this deep), msgspec decides. Deeper bodies
+#: go to the standard library, whose recursion limit is the documented one.
+_FAST_MAX_BRACKETS = 256
+
+
 def parse_json(raw: bytes) -> Any:
-    """Strict JSON: UTF-8, no NaN/Infinity, no lone surrogates; else 400 ``invalid_request``."""
+    """Strict JSON: UTF-8, no NaN/Infinity, no lone surrogates; else 400 ``invalid_request``.
+
+    msgspec decodes first, several times faster. It accepts a subset of what the standard
+    library does, to the same values: what it refuses (NaN, invalid UTF-8 or JSON, lone
+    surrogates, numbers out of its range such as ``1e400``) or nests deeply goes to the
+    standard library, which decides as it always has, error messages included.
+    """
+    if raw.count(b"[") + raw.count(b"{") <= _FAST_MAX_BRACKETS:
+        try:
+            return _fast_decode(raw)
+        except Exception:  # the standard library decides, below
+            pass
+    return _parse_strict(raw)
+
+
+def _parse_strict(raw: bytes) -> Any:
     try:
         text = raw.decode("utf-8")
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = _strict_decoder.decode(text)
     except (ValueError, RecursionError) as exc:
         message = str(exc) if not isinstance(exc, RecursionError) else "nested too deeply"
         raise InvalidRequest(f"the body is not valid JSON: {message}", field="body") from None
