@@ -75,6 +75,13 @@ def load_state(log_: EventLog, session_id: str, upto: int | None = None) -> Sess
 class SessionActor(pykka.ThreadingActor):
     """Holds one session; appends, then evolves, then replies."""
 
+    @staticmethod
+    def _create_actor_inbox() -> Any:
+        # queue.SimpleQueue (C) instead of pykka's queue.Queue (Python, a Condition per
+        # put): telling an actor is on the event loop's hot path (measured: 10% of the
+        # loop's time under HTTP load went to Queue.put).
+        return queue.SimpleQueue()
+
     def __init__(
         self,
         session_id: str,
