@@ -87,7 +87,11 @@ class EventBus:
         return sum(len(s) for s in self._subs.values())
 
     def publish_events(self, events: list[Event]) -> None:
+        if not self._global and not self._subs:
+            return  # nobody listens: skip building the API form of each event
         for event in events:
+            if not self._global and event.stream_id not in self._subs:
+                continue
             item = Item(
                 "event",
                 event.stream_id,
