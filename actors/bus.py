@@ -83,6 +83,10 @@ class EventBus:
         if listener in self._global:
             self._global.remove(listener)
 
+    def has_listeners(self) -> bool:
+        """Whether anyone listens (read from other threads: a stale True costs a no-op)."""
+        return bool(self._global or self._subs)
+
     def subscriber_count(self) -> int:
         return sum(len(s) for s in self._subs.values())
 

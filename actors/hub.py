@@ -122,6 +122,10 @@ class Hub(CollaborationMixin):
         loop = self._loop
 
         def on_events(events: list[Any]) -> None:
+            # A subscriber registers before it reads the log, so an event committed while
+            # nobody listened is in what it reads: skipping the hop loses nothing.
+            if not self.bus.has_listeners():
+                return
             with contextlib.suppress(RuntimeError):  # loop closed at shutdown
                 loop.call_soon_threadsafe(self.bus.publish_events, events)
 
