@@ -93,7 +93,7 @@ async def serve(settings: Settings, *, ready: Callable[[str, int], None] | None 
                 nats = await _start_nats(hub, settings)
                 if nats is None:
                     return 1
-            app = make_app(settings, hub)
+            app = make_app(settings, hub, nats=nats)
             runner = web.AppRunner(
                 app,
                 access_log=None,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from importlib import metadata
+from typing import Any
 
 from aiohttp import WSCloseCode, web
 
@@ -20,7 +21,7 @@ from sessionhub.settings import Settings
 from transports.http.auth import Authenticator
 from transports.http.dispatch import RouteTable
 from transports.http.handlers import SPECIAL_HANDLERS, command_handler
-from transports.http.keys import AUTH, HUB, OPENAPI, SETTINGS, SHUTDOWN, WEBSOCKETS
+from transports.http.keys import AUTH, HUB, NATS, OPENAPI, SETTINGS, SHUTDOWN, WEBSOCKETS
 from transports.http.middlewares import add_cors_headers, api_middleware
 from transports.http.openapi import build_openapi
 from transports.http.routes import ROUTES
@@ -35,11 +36,13 @@ def server_version() -> str:
         return "0.0.0"
 
 
-def make_app(settings: Settings, hub: Hub) -> web.Application:
+def make_app(settings: Settings, hub: Hub, nats: Any = None) -> web.Application:
     """The HTTP API of ``hub`` as configured by ``settings`` (every route of ROUTES).
 
     The routes sit in one :class:`~transports.http.dispatch.RouteTable` (dispatch by path
-    segments rather than a regular expression per route) behind one middleware.
+    segments rather than a regular expression per route) behind one middleware. With
+    ``nats`` (this node's NATS transport) in cluster mode, commands and streamed runs go
+    to the node that owns their session.
     """
     auth = Authenticator(settings.api_keys)
     app = web.Application(
@@ -47,6 +50,7 @@ def make_app(settings: Settings, hub: Hub) -> web.Application:
         middlewares=[api_middleware(settings, auth)],
     )
     app[HUB] = hub
+    app[NATS] = nats
     app[SETTINGS] = settings
     app[AUTH] = auth
     app[SHUTDOWN] = asyncio.Event()

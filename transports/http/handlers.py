@@ -18,7 +18,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from actors.errors import HubError, InvalidRequest, Unavailable
 from transports.commands import execute, observe
 from transports.http.bodies import NO_BODY, read_json
-from transports.http.keys import CALLER, HUB, OPENAPI
+from transports.http.cluster import relayed_turn
+from transports.http.keys import CALLER, HUB, NATS, OPENAPI
 from transports.http.middlewares import json_response
 from transports.http.routes import Route
 from transports.http.sse import send_stream
@@ -62,9 +63,18 @@ def command_handler(route: Route) -> Any:
 
     async def handler(request: web.Request) -> web.StreamResponse:
         payload = await _payload(request, route)
-        status, body = await execute(
-            route.name, request.app[HUB], request[CALLER], payload, transport="http"
-        )
+        nats = request.app[NATS]
+        if nats is not None and nats.cluster:
+            # Several nodes: run it where its session lives (here, or relayed there).
+            status, body = await nats.dispatch(
+                route.name, payload, request.headers.get("Authorization")
+            )
+            if status == 200:  # a relayed success carries no status of its own
+                status = route.status
+        else:
+            status, body = await execute(
+                route.name, request.app[HUB], request[CALLER], payload, transport="http"
+            )
         headers = None
         if route.etag and status < 300 and isinstance(body.get("version"), int):
             headers = {"ETag": f'"{body["version"]}"'}
@@ -107,10 +117,21 @@ async def run_stream(request: web.Request) -> web.StreamResponse:
     for reserved in ("session_id", "stream"):
         body.pop(reserved, None)
     started = time.perf_counter()
+    nats = request.app[NATS]
     try:
-        stream = await request.app[HUB].start_turn(
-            request[CALLER], request.match_info["session_id"], body
-        )
+        if nats is not None and nats.cluster:
+            stream = await relayed_turn(
+                request.app[HUB],
+                nats,
+                request[CALLER],
+                request.match_info["session_id"],
+                body,
+                request.headers.get("Authorization"),
+            )
+        else:
+            stream = await request.app[HUB].start_turn(
+                request[CALLER], request.match_info["session_id"], body
+            )
     except HubError as exc:
         observe("run_stream", "http", exc.code, time.perf_counter() - started)
         raise

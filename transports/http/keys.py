@@ -22,4 +22,8 @@ WEBSOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("websockets")
 #: The OpenAPI document, built once.
 OPENAPI: web.AppKey[dict[str, Any]] = web.AppKey("openapi")
 
+#: This node's NATS transport, when serving with --nats (None otherwise). In cluster
+#: mode, commands are routed through it to the node that owns their session.
+NATS: web.AppKey[Any] = web.AppKey("nats")
+
 CALLER: web.RequestKey[Caller] = web.RequestKey("caller")
