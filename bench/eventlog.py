@@ -38,8 +38,8 @@ _BENCH = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _BENCH]
 sys.path.insert(0, str(_BENCH.parent))
 
-from eventlog.backends.sqlite import _SCHEMA, SQLiteEventLog
-from eventlog.events import NewEvent
+from eventlog.backends.sqlite import _SCHEMA, SQLiteEventLog  # noqa: E402
+from eventlog.events import NewEvent  # noqa: E402
 
 TEXT = "The quick brown fox jumps over the lazy dog; " * 2  # ~90 characters of payload
 RAW_INSERT = (
