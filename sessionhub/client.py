@@ -27,6 +27,9 @@ import urllib.request
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import Any
 
+from actors.memory import MEMORY_TYPES
+from actors.messaging import MESSAGE_TYPES
+
 __all__ = [
     "DEFAULT_URL",
     "ApiError",
@@ -42,18 +45,6 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
-MESSAGE_TYPES = (
-    "ping",
-    "request",
-    "response",
-    "broadcast",
-    "notification",
-    "task_offer",
-    "task_accept",
-    "sync",
-    "handoff",
-)
-MEMORY_TYPES = ("state", "fact", "decision", "task", "context", "note", "config")
 STATUSES = ("active", "working", "idle", "paused", "closed", "expired")
 SETTABLE_STATUSES = ("active", "working", "idle")
 
