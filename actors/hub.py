@@ -89,6 +89,8 @@ class Hub(CollaborationMixin):
         self.nats_status: str | None = None
         #: Command ids: unique per process start, cheap to make.
         self._node = uuid.uuid4().hex[:12]
+        #: session_id -> start_turn calls between the actor's answer and the runner.
+        self._starting: dict[str, int] = {}
         self._counter = itertools.count(1)
 
     # -- life cycle ------------------------------------------------------------------
@@ -131,7 +133,11 @@ class Hub(CollaborationMixin):
 
         self._subscription = self.log.subscribe(on_events)
         await loop.run_in_executor(None, self.catalog.attach, self.log)
-        await self._fail_dangling_turns()
+        if self.log.backend != "jetstream":
+            # One node owns the whole log: a turn left open was this process's, and it
+            # died. With a shared log another node may be running it: those are failed
+            # lazily, by the session's owner, when the chat is next used (start_turn).
+            await self._fail_dangling_turns()
         self.supervisor.refresh_gauges()
         if sweep and self.config.sweep_interval_s > 0:
             self._sweeper = loop.create_task(self._sweep_forever())
@@ -158,16 +164,20 @@ class Hub(CollaborationMixin):
         for sid in self.catalog.with_open_turns():
             turns = await self._ask(sid, "open_turns", {})
             for turn_id in turns:
-                await self._ask(
-                    sid,
-                    "complete_turn",
-                    {
-                        "turn_id": turn_id,
-                        "content": "",
-                        "status": "failed",
-                        "error": {"code": "interrupted", "message": "the server stopped"},
-                    },
-                )
+                await self._fail_orphan(sid, turn_id)
+
+    async def _fail_orphan(self, session_id: str, turn_id: str) -> None:
+        """Record as failed a turn the log shows running that no runner here runs."""
+        await self._ask(
+            session_id,
+            "complete_turn",
+            {
+                "turn_id": turn_id,
+                "content": "",
+                "status": "failed",
+                "error": {"code": "interrupted", "message": "the server running it stopped"},
+            },
+        )
 
     async def _sweep_forever(self) -> None:
         while True:
@@ -474,10 +484,24 @@ class Hub(CollaborationMixin):
         sid = self._access(caller, session_id)
         assert self.runner is not None
         for _ in range(50):
+            # A turn between its start event and the runner is nobody's orphan.
+            self._starting[sid] = self._starting.get(sid, 0) + 1
             try:
                 ctx = await self._ask(sid, "start_turn", {"message": message, "chat_id": chat_id})
             except Conflict as exc:
-                running = self.runner.get(exc.details.get("turn_id", ""))
+                self._unstart(sid)
+                turn_id = exc.details.get("turn_id", "")
+                running = self.runner.get(turn_id)
+                if (
+                    exc.code == "turn_in_progress"
+                    and running is None
+                    and turn_id
+                    and not self._starting.get(sid)
+                ):
+                    # Open in the log, run by no one here: its node died (this session's
+                    # commands come to its owner, so no other live node runs it).
+                    await self._fail_orphan(sid, turn_id)
+                    continue
                 if exc.code != "turn_in_progress" or multitask == "reject" or running is None:
                     raise
                 if multitask == "interrupt":
@@ -485,9 +509,20 @@ class Hub(CollaborationMixin):
                 else:
                     await running.done.wait()
                 continue
+            except BaseException:
+                self._unstart(sid)
+                raise
             turn = self.runner.start(sid, ctx)
+            self._unstart(sid)
             return TurnStream(turn)
         raise Conflict("turn_in_progress", "the chat stayed busy; retry later")
+
+    def _unstart(self, sid: str) -> None:
+        left = self._starting.get(sid, 1) - 1
+        if left:
+            self._starting[sid] = left
+        else:
+            self._starting.pop(sid, None)
 
     async def run(self, caller: Caller, session_id: str, body: Any) -> dict[str, Any]:
         """Run one turn and answer with the assistant's message once it is recorded."""

@@ -213,3 +213,20 @@ async def test_start_up_starts_no_actor_for_idle_sessions():
     async with Hub.running(log, config()) as hub:
         assert hub.supervisor.live_actors() == 0
         assert (await hub.list_sessions(ALICE, {}))["total"] == 5
+
+
+async def test_a_turn_orphaned_by_a_dead_node_is_failed_when_its_chat_is_used():
+    """A turn open in the log that no runner runs does not block its chat forever."""
+    async with Hub.running(MemoryEventLog(), config()) as hub:
+        s = await hub.create_session(ALICE, {})
+        sid = s["session_id"]
+        await hub._ask(sid, "start_turn", {"message": "lost", "chat_id": None})
+        reply = await hub.run(ALICE, sid, {"message": "again"})
+        assert reply["message"]["content"].startswith("Echo: again")
+        msgs = (await hub.messages(ALICE, sid, {}))["messages"]
+        assert [(m["role"], m["status"]) for m in msgs] == [
+            ("user", "complete"),
+            ("assistant", "failed"),
+            ("user", "complete"),
+            ("assistant", "complete"),
+        ]
