@@ -121,7 +121,7 @@ class Leases:
         if session_id in self._mine and self.alive:
             return self.node_id
         key = "s." + stream_token(session_id)
-        for _ in range(5):
+        for _ in range(20):
             try:
                 entry = await self.owners.get(key)
             except nats.js.errors.KeyNotFoundError:
@@ -131,8 +131,12 @@ class Leases:
                     return None
                 try:
                     await self.owners.create(key, self.node_id.encode())
-                except nats.js.errors.KeyWrongLastSequenceError:
-                    continue  # another node was faster: read who
+                except (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.KeyNotFoundError):
+                    # Another node was faster: read who. (nats-py's create re-reads the
+                    # key after a wrong-last-sequence error; a replica that has not seen
+                    # the other node's write yet answers "not found" to that read.)
+                    await asyncio.sleep(0.01)
+                    continue
                 self._mine.add(session_id)
                 return self.node_id
             owner = entry.value.decode()
