@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -66,7 +67,12 @@ def opt_int(
     value = body.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or (isinstance(value, float) and not math.isfinite(value))
+        or value != int(value)
+    ):
         raise InvalidRequest(f"{key} must be an integer", field=key)
     value = int(value)
     if minimum is not None and value < minimum:
@@ -80,8 +86,12 @@ def opt_number(body: Mapping[str, Any], key: str, minimum: float = 0) -> float |
     value = body.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidRequest(f"{key} must be a number", field=key)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or (isinstance(value, float) and not math.isfinite(value))
+    ):
+        raise InvalidRequest(f"{key} must be a finite number", field=key)
     if value < minimum:
         raise InvalidRequest(f"{key} must be at least {minimum}", field=key)
     return float(value)

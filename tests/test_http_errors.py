@@ -335,3 +335,30 @@ async def test_client_errors_leave_the_connection_usable(srv):
                 assert resp.status == 404
         async with client.post(srv.url + "/sessions", json={}) as resp:
             assert resp.status == 201
+
+
+OUT_OF_RANGE = [
+    ("POST", "/sessions/{sid}/chats", '{"max_messages": 1e400}', "max_messages"),
+    ("POST", "/sessions/{sid}/chats", '{"max_messages": -1e400}', "max_messages"),
+    ("POST", "/sessions", '{"ttl_seconds": 1e999}', "ttl_seconds"),
+    (
+        "PUT",
+        "/memory/k",
+        '{"session_id": "{sid}", "value": 1, "ttl_seconds": 1e400}',
+        "ttl_seconds",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "method,path,raw,field", OUT_OF_RANGE, ids=[f"{m} {p} {f}" for m, p, _, f in OUT_OF_RANGE]
+)
+async def test_numbers_beyond_a_double_are_400_not_500(srv, method, path, raw, field):
+    """A number too large for a float (it parses as infinity) is 400 naming the field."""
+    sid = (await srv.create())["session_id"]
+    count = srv.log.count()
+    status, out = await srv.call(
+        method, path.replace("{sid}", sid), data=raw.replace("{sid}", sid).encode()
+    )
+    assert_error(status, out, 400, "invalid_request", field)
+    assert srv.log.count() == count
