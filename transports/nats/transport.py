@@ -47,7 +47,7 @@ import nats.errors
 import structlog
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from actors.bus import Item
 from actors.errors import HubError, InvalidRequest
@@ -82,6 +82,11 @@ RECONNECTS = Counter(
 EVENTS_DROPPED = Counter(
     "sessionhub_nats_events_dropped",
     "Session events not published on NATS (disconnected, or the publish queue was full).",
+)
+
+CONNECTED = Gauge(
+    "sessionhub_nats_connected",
+    "1 while the NATS transport is connected to a NATS server, 0 while it is not.",
 )
 
 FORWARDED = Counter(
@@ -189,7 +194,7 @@ class NatsTransport:
         )
         self._publisher = asyncio.get_running_loop().create_task(self._publish_events())
         self.hub.subscribe_all(self._on_item)
-        self.hub.nats_status = "connected"
+        self._set_status("connected")
         log.info("nats_started", servers=self.servers, prefix=self.prefix, queue=self.queue)
 
     async def stop(self, timeout: float = 10.0) -> None:
@@ -218,17 +223,17 @@ class NatsTransport:
         if nc is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(nc.close(), timeout)
-        self.hub.nats_status = None
+        self._set_status(None)
         log.info("nats_stopped")
 
     async def _on_disconnected(self) -> None:
         if not self._stopping:
-            self.hub.nats_status = "disconnected"
+            self._set_status("disconnected")
             log.warning("nats_disconnected")
 
     async def _on_reconnected(self) -> None:
         RECONNECTS.inc()
-        self.hub.nats_status = "connected"
+        self._set_status("connected")
         log.info("nats_reconnected", server=str(self.nc.connected_url) if self.nc else None)
 
     async def _on_error(self, exc: Exception) -> None:
@@ -236,7 +241,12 @@ class NatsTransport:
 
     async def _on_closed(self) -> None:
         if not self._stopping:
-            self.hub.nats_status = "disconnected"
+            self._set_status("disconnected")
+
+    def _set_status(self, status: str | None) -> None:
+        """What /health says of NATS, and the connected gauge."""
+        self.hub.nats_status = status
+        CONNECTED.set(1 if status == "connected" else 0)
 
     @property
     def connected(self) -> bool:
