@@ -484,11 +484,11 @@ def _send_arguments(parser: argparse.ArgumentParser) -> None:
     _common(parser, "the message")
 
 
-def _send(client: Client, args: argparse.Namespace) -> int:
-    """Send a message from one session to another."""
+def _message_body(args: argparse.Namespace, **fields: Any) -> dict[str, Any]:
+    """The body of POST /hub/messages from the options ``send`` and ``broadcast`` share."""
     body: dict[str, Any] = {
         "from_session": args.from_session,
-        "to_session": args.to_session,
+        **fields,
         "type": args.type,
         "subject": args.subject,
     }
@@ -497,6 +497,12 @@ def _send(client: Client, args: argparse.Namespace) -> int:
     data = _json_object(args.data, "--data")
     if data is not None:
         body["data"] = data
+    return body
+
+
+def _send(client: Client, args: argparse.Namespace) -> int:
+    """Send a message from one session to another."""
+    body = _message_body(args, to_session=args.to_session)
     if args.reply_to:
         body["reply_to"] = args.reply_to
     message = client.send(body)
@@ -513,17 +519,7 @@ def _broadcast_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _broadcast(client: Client, args: argparse.Namespace) -> int:
     """Send a message to every other open session of the sender's user."""
-    body: dict[str, Any] = {
-        "from_session": args.from_session,
-        "type": args.type,
-        "subject": args.subject,
-    }
-    if args.body is not None:
-        body["body"] = args.body
-    data = _json_object(args.data, "--data")
-    if data is not None:
-        body["data"] = data
-    message = client.send(body)
+    message = client.send(_message_body(args))
     return _emit(args, message, lambda: "broadcast\n" + _message_text(message))
 
 
