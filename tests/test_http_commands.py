@@ -8,29 +8,9 @@ import pytest
 
 from actors.hub import Caller, Hub
 from eventlog import open_eventlog
+from tests.test_nats_commands import API_COMMANDS
 from transports.commands import COMMANDS, execute
 
-NATS_COMMANDS = (
-    "session.create",
-    "session.get",
-    "session.list",
-    "session.update",
-    "session.close",
-    "session.delete",
-    "session.pause",
-    "session.resume",
-    "session.heartbeat",
-    "context.set",
-    "context.get",
-    "context.list",
-    "context.delete",
-    "chat.create",
-    "chat.list",
-    "chat.switch",
-    "run",
-    "cancel",
-    "events.read",
-)
 OPERATOR = Caller(None, "nats")
 
 
@@ -47,8 +27,8 @@ async def call(hub, name, payload, caller=OPERATOR):
 
 
 def test_every_nats_command_is_in_the_table():
-    """COMMANDS has every NATS command name of API.md (collaboration ones come later)."""
-    assert set(NATS_COMMANDS) <= set(COMMANDS)
+    """COMMANDS has every NATS command name of API.md."""
+    assert set(API_COMMANDS) <= set(COMMANDS)
 
 
 async def test_payload_is_body_plus_path_ids(hub):

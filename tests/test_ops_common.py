@@ -88,6 +88,17 @@ def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path}"
 
 
+async def populated_sqlite(path: Path) -> str:
+    """A SQLite log at ``path`` filled by :func:`populate` and closed; returns its URL."""
+    url = sqlite_url(path)
+    log = open_eventlog(url)
+    try:
+        await populate(log)
+    finally:
+        log.close()
+    return url
+
+
 async def populate(log: EventLog, *, snapshot_every: int = 5) -> dict[str, Any]:
     """A log with what a real hub writes: sessions in every state, runs, chats, context,
     client events, hub messages, shared memory, a deleted and a purged session, and
@@ -176,12 +187,7 @@ def test_read_tools_refuse_a_missing_sqlite_file_and_create_nothing(tmp_path):
 
 async def test_the_event_log_comes_from_the_environment_like_serve(tmp_path, monkeypatch):
     """Without --eventlog, SESSIONHUB_EVENTLOG (as for ``serve``) names the log."""
-    url = sqlite_url(tmp_path / "events.db")
-    log = open_eventlog(url)
-    try:
-        await populate(log)
-    finally:
-        log.close()
+    url = await populated_sqlite(tmp_path / "events.db")
     monkeypatch.setenv("SESSIONHUB_EVENTLOG", url)
     result = run_cli("sessions", "--json")
     assert result.status == 0, result

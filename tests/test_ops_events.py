@@ -11,18 +11,18 @@ import threading
 import pytest
 
 from eventlog import open_eventlog
-from tests.test_ops_common import ROOT, child_env, command, populate, run_cli, sqlite_url
+from tests.test_ops_common import (
+    ROOT,
+    child_env,
+    command,
+    populated_sqlite,
+    run_cli,
+)
 
 
 @pytest.fixture
 async def url(tmp_path):
-    url = sqlite_url(tmp_path / "events.db")
-    log = open_eventlog(url)
-    try:
-        await populate(log)
-    finally:
-        log.close()
-    return url
+    return await populated_sqlite(tmp_path / "events.db")
 
 
 def test_events_json_lines_are_the_api_event_objects(url):

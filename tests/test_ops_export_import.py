@@ -11,19 +11,13 @@ from eventlog import NewEvent, open_eventlog
 from eventlog.backends.memory import MemoryEventLog
 from sessionhub.ops import export_import
 from sessionhub.ops.export_import import export_events, import_events
-from tests.test_ops_common import populate, run_cli, sqlite_url
+from tests.test_ops_common import populated_sqlite, run_cli, sqlite_url
 
 
 @pytest.fixture
 async def source(tmp_path):
     """A SQLite log written by a real hub; yields its URL."""
-    url = sqlite_url(tmp_path / "source.db")
-    log = open_eventlog(url)
-    try:
-        await populate(log)
-    finally:
-        log.close()
-    return url
+    return await populated_sqlite(tmp_path / "source.db")
 
 
 def _export(url: str, *extra: str) -> bytes:

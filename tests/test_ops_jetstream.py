@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import uuid
 
-from eventlog import open_eventlog
 from tests.nats_fixtures import nats_server  # noqa: F401  (fixture)
-from tests.test_ops_common import populate, run_cli, sqlite_url
+from tests.test_ops_common import populated_sqlite, run_cli, sqlite_url
 
 
 def _export(url: str) -> str:
@@ -19,12 +18,7 @@ def _export(url: str) -> str:
 async def test_sqlite_to_jetstream_and_back_is_identical(nats_server, tmp_path):  # noqa: F811
     """Export from SQLite, import into JetStream, export again: identical; re-import is a
     no-op; JetStream back into a fresh SQLite exports the same again."""
-    source = sqlite_url(tmp_path / "source.db")
-    log = open_eventlog(source)
-    try:
-        await populate(log)
-    finally:
-        log.close()
+    source = await populated_sqlite(tmp_path / "source.db")
     first = _export(source)
     assert first.count("\n") > 10
     dump = tmp_path / "backup.jsonl"

@@ -14,6 +14,7 @@ from tests.test_ops_common import (
     ALICE,
     OPERATOR,
     populate,
+    populated_sqlite,
     run_cli,
     serve_process,
     sqlite_url,
@@ -61,12 +62,7 @@ async def test_replay_verify_checks_the_snapshot(tmp_path):
 
 async def test_replay_refuses_what_is_not_there(tmp_path):
     """An unknown session, a seq past the end, a system stream: exit 1 with a reason."""
-    url = sqlite_url(tmp_path / "events.db")
-    log = open_eventlog(url)
-    try:
-        await populate(log)
-    finally:
-        log.close()
+    url = await populated_sqlite(tmp_path / "events.db")
     unknown = run_cli("replay", "nope", "--eventlog", url)
     assert unknown.status == 1 and "no events" in unknown.err
     past = run_cli("replay", "work", "--eventlog", url, "--to-seq", "1000")

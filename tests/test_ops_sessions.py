@@ -7,18 +7,12 @@ import pytest
 from actors.config import HubConfig
 from actors.hub import Hub
 from eventlog import open_eventlog
-from tests.test_ops_common import OPERATOR, populate, run_cli, sqlite_url
+from tests.test_ops_common import OPERATOR, populated_sqlite, run_cli
 
 
 @pytest.fixture
 async def url(tmp_path):
-    url = sqlite_url(tmp_path / "events.db")
-    log = open_eventlog(url)
-    try:
-        await populate(log)
-    finally:
-        log.close()
-    return url
+    return await populated_sqlite(tmp_path / "events.db")
 
 
 def _ids(result) -> list[str]:

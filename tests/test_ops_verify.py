@@ -9,18 +9,14 @@ import pytest
 from eventlog import CorruptRecordError, Event, Snapshot, open_eventlog
 from eventlog.backends.memory import MemoryEventLog
 from sessionhub.ops.verify import verify_eventlog
-from tests.test_ops_common import populate, run_cli, sqlite_url
+from tests.test_ops_common import populate, populated_sqlite, run_cli, sqlite_url
 
 
 @pytest.fixture
 async def db(tmp_path):
     """A SQLite log written by a real hub (snapshots every 5 events); yields its path."""
     path = tmp_path / "events.db"
-    log = open_eventlog(sqlite_url(path))
-    try:
-        await populate(log)
-    finally:
-        log.close()
+    await populated_sqlite(path)
     return path
 
 
