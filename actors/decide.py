@@ -46,6 +46,11 @@ def _session(state: SessionState, _: list[Event]) -> dict[str, Any]:
     return state.to_api()
 
 
+def _changed(state: SessionState, stored: list[Event]) -> bool:
+    """The reply of the sweep's commands: whether they changed the session."""
+    return bool(stored)
+
+
 def require_exists(state: SessionState) -> None:
     if not state.exists or state.deleted:
         raise SessionNotFound(state.session_id)
@@ -126,16 +131,16 @@ def expire(state: SessionState, args: dict[str, Any], ctx: Ctx) -> Decision:
     """Sent by the supervisor's sweep; a session already ended stays as it is."""
     require_exists(state)
     if state.status in ENDED_STATUSES:
-        return [], _session
-    return [ctx.event("expired", {"reason": args["reason"]})], _session
+        return [], _changed
+    return [ctx.event("expired", {"reason": args["reason"]})], _changed
 
 
 def mark_idle(state: SessionState, args: dict[str, Any], ctx: Ctx) -> Decision:
     """Sent by the sweep when heartbeats stopped; only active or working sessions change."""
     require_exists(state)
     if state.status not in ("active", "working"):
-        return [], _session
-    return [ctx.event("session_idle", {"reason": "missed_heartbeats"})], _session
+        return [], _changed
+    return [ctx.event("session_idle", {"reason": "missed_heartbeats"})], _changed
 
 
 def delete(state: SessionState, args: dict[str, Any], ctx: Ctx) -> Decision:

@@ -194,22 +194,19 @@ class Hub(CollaborationMixin):
         expired = 0
         for sid, reason in due:
             try:
-                before = await self._ask(sid, "get", {})
-                after = await self._ask(sid, "expire", {"reason": reason})
+                changed = await self._ask(sid, "expire", {"reason": reason})
             except HubError:
                 continue
-            if before["status"] != after["status"]:
+            if changed:
                 expired += 1
                 metrics.EXPIRATIONS.labels(reason).inc()
         silent = await loop.run_in_executor(None, self.supervisor.missed_heartbeats)
         idled = 0
         for sid in silent:
             try:
-                before = await self._ask(sid, "get", {})
-                after = await self._ask(sid, "mark_idle", {})
+                idled += await self._ask(sid, "mark_idle", {})
             except HubError:
                 continue
-            idled += before["status"] != after["status"]
         passivated = await loop.run_in_executor(None, self.supervisor.passivate_idle)
         self.supervisor.refresh_gauges()
         return {"expired": expired, "idled": idled, "passivated": passivated}

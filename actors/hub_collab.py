@@ -15,7 +15,7 @@ from actors import validate as v
 from actors.caller import Caller
 from actors.clock import iso
 from actors.collab import Collaboration, check_team, load_team_file
-from actors.errors import Conflict, InvalidRequest, NotFound, SessionNotFound
+from actors.errors import Conflict, InvalidRequest, NotFound
 from actors.memory import MEMORY_TYPES, check_pattern
 from actors.messaging import MESSAGE_TYPES, hub_stream
 from actors.state import ENDED_STATUSES
@@ -239,12 +239,9 @@ class CollaborationMixin:
         sid = query.get("session_id")
         if not sid:
             raise InvalidRequest("session_id is required", field="session_id")
-        try:
-            out = await self._command(
-                caller, sid, "collaboration", {"collaboration_id": collaboration_id}
-            )
-        except SessionNotFound:
-            raise
+        out = await self._command(
+            caller, sid, "collaboration", {"collaboration_id": collaboration_id}
+        )
         return {"collaboration_id": collaboration_id, "session_id": sid, **out}
 
     async def wait_collaboration(self: Hub, collaboration_id: str) -> None:
