@@ -7,6 +7,8 @@ import threading
 import time
 from typing import Protocol
 
+from eventlog.events import format_utc
+
 
 class Clock(Protocol):
     def now(self) -> float:
@@ -35,10 +37,8 @@ class ManualClock:
             self._now += seconds
 
 
-def iso(ts: float) -> str:
-    """Epoch seconds as RFC 3339 UTC with a ``Z`` (millisecond precision)."""
-    dt = _dt.datetime.fromtimestamp(ts, _dt.UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+#: Epoch seconds as RFC 3339 UTC with a ``Z`` (millisecond precision).
+iso = format_utc
 
 
 def parse_iso(text: str) -> float:

@@ -15,6 +15,7 @@ import itertools
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
+from functools import partial
 from typing import Any
 
 import structlog
@@ -22,6 +23,7 @@ import structlog
 from actors import metrics
 from actors import validate as v
 from actors.agents import AgentRegistry, AgentSpec, InvalidAgentSpec, default_registry
+from actors.bridge import Replies
 from actors.bus import EventBus, Item, Subscriber
 from actors.caller import OPERATOR, Caller
 from actors.catalog import Catalog, ListQuery
@@ -84,6 +86,8 @@ class Hub(CollaborationMixin):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._subscription: Any = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
+        self._replies: Replies | None = None
         self._create_lock: asyncio.Lock | None = None
         self._stopping = False
         self.nats_status: str | None = None
@@ -111,6 +115,10 @@ class Hub(CollaborationMixin):
     async def start(self, sweep: bool = True) -> None:
         self._loop = asyncio.get_running_loop()
         self._create_lock = asyncio.Lock()
+        self._replies = Replies(
+            self._loop, ASK_TIMEOUT_S, lambda: Unavailable("the session did not answer in time")
+        )
+        self._watchdog = self._loop.create_task(self._watch_asks())
         self.runner = TurnRunner(
             self._ask,
             self.bus,
@@ -147,9 +155,10 @@ class Hub(CollaborationMixin):
         if self._stopping:
             return
         self._stopping = True
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            await asyncio.gather(self._sweeper, return_exceptions=True)
+        for task in (self._sweeper, self._watchdog):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await self.collabs.stop()
         if self.runner is not None:
             await self.runner.stop()
@@ -178,6 +187,12 @@ class Hub(CollaborationMixin):
                 "error": {"code": "interrupted", "message": "the server running it stopped"},
             },
         )
+
+    async def _watch_asks(self) -> None:
+        """Fail requests an actor never answered (see ``actors.bridge``)."""
+        while self._replies is not None:
+            await asyncio.sleep(min(5.0, ASK_TIMEOUT_S))
+            self._replies.expire_overdue()
 
     async def _sweep_forever(self) -> None:
         while True:
@@ -229,30 +244,15 @@ class Hub(CollaborationMixin):
     async def _ask_once(
         self, session_id: str, name: str, args: dict[str, Any], command_id: str
     ) -> Any:
-        loop = self._loop or asyncio.get_running_loop()
-        fut: asyncio.Future[Any] = loop.create_future()
-
-        def resolve(result: Any, error: BaseException | None) -> None:
-            if fut.done():
-                return
-            if error is not None:
-                fut.set_exception(error)
-            else:
-                fut.set_result(result)
-
-        def reply(result: Any, error: BaseException | None) -> None:
-            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
-                loop.call_soon_threadsafe(resolve, result, error)
-
-        request = Request(name, args, reply, command_id)
-        self.supervisor.tell(session_id, request)
-        # A safety net, not a deadline: an actor answers every request it receives.
-        late = Unavailable(f"session {session_id!r} did not answer in time")
-        timer = loop.call_later(ASK_TIMEOUT_S, resolve, None, late)
+        replies = self._replies
+        if replies is None:
+            raise Unavailable("the hub is not started")
+        fut = replies.future()
+        self.supervisor.tell(session_id, Request(name, args, partial(replies.put, fut), command_id))
         try:
             return await fut
         finally:
-            timer.cancel()
+            replies.forget(fut)
 
     def _access(self, caller: Caller, session_id: Any) -> str:
         """404 for an unknown session and for another user's session alike."""

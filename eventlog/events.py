@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import datetime as _dt
+import time as _time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,10 +11,25 @@ import msgspec
 SCHEMA_VERSION = 1
 
 
+#: (epoch second, its "YYYY-MM-DDTHH:MM:SS." text): every event carries a timestamp, and
+#: formatting a datetime costs several microseconds, most of it for the same second.
+_second: tuple[int, str] = (-1, "")
+
+
+def format_utc(ts: float) -> str:
+    """Epoch seconds as RFC 3339 UTC with a ``Z``, millisecond precision (truncated)."""
+    global _second
+    sec, ms = divmod(int(ts * 1000), 1000)
+    cached = _second
+    if cached[0] != sec:
+        cached = (sec, _time.strftime("%Y-%m-%dT%H:%M:%S.", _time.gmtime(sec)))
+        _second = cached
+    return f"{cached[1]}{ms:03d}Z"
+
+
 def utc_now() -> str:
     """The current time as RFC 3339 UTC with a ``Z`` (millisecond precision)."""
-    now = _dt.datetime.now(_dt.UTC)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+    return format_utc(_time.time())
 
 
 @dataclass(frozen=True, slots=True)

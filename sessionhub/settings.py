@@ -191,6 +191,14 @@ _LOGGING = [
         "logging",
         metavar="FORMAT",
     ),
+    Option(
+        "access_log",
+        "bool",
+        True,
+        "Log one line per HTTP request (method, path, status, duration) at info level; "
+        "errors are logged either way.",
+        "logging",
+    ),
 ]
 
 _AGENT_HELP = {
@@ -463,6 +471,7 @@ class Settings:
     shutdown_timeout_s: float = 10.0
     log_level: str = "info"
     log_format: str = "auto"
+    access_log: bool = True
     config_file: str | None = None
     hub: HubConfig = field(default_factory=HubConfig, repr=False)
 
@@ -510,16 +519,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         if option.kind == "map" or option.kind == "list":
             shown = "none" if not default else str(default)
         elif option.kind == "bool":
-            shown = "off"
+            shown = "on" if default else "off"
         else:
             shown = "unset" if default is None else str(default)
         env = ", ".join(option.envs)
         text = f"{option.help} [env: {env}; default: {shown}]"
         text = text.replace("%", "%%")
         if option.kind == "bool":
-            group.add_argument(
-                option.flag, action="store_true", default=argparse.SUPPRESS, help=text
-            )
+            # An option that is on by default is turned off with --no-<name>.
+            action = argparse.BooleanOptionalAction if default else "store_true"
+            group.add_argument(option.flag, action=action, default=argparse.SUPPRESS, help=text)
         else:
             group.add_argument(
                 option.flag,
@@ -638,6 +647,7 @@ def _build(values: dict[str, Any], config_path: str | None) -> Settings:
         shutdown_timeout_s=values["shutdown_timeout_s"],
         log_level=level,
         log_format=fmt,
+        access_log=values["access_log"],
         config_file=config_path,
         hub=hub,
     )

@@ -115,6 +115,11 @@ def test_lists_and_booleans():
     assert s.cors_origins == ("https://app.example", "http://127.0.0.1:3000")
     assert s.insecure is True
     assert load_settings(_flags("--insecure"), {}).insecure is True
+    # On by default: turned off by --no-access-log or the environment.
+    assert load_settings({}, {}).access_log is True
+    assert load_settings(_flags("--no-access-log"), {}).access_log is False
+    assert load_settings({}, {"SESSIONHUB_ACCESS_LOG": "0"}).access_log is False
+    assert load_settings(_flags("--access-log"), {"SESSIONHUB_ACCESS_LOG": "off"}).access_log
 
 
 @pytest.mark.parametrize(

@@ -71,3 +71,29 @@ async def test_each_request_line_carries_its_own_context_and_nothing_leaks():
         structlog.reset_defaults()
         logging.getLogger().handlers.clear()
         sessionhub_logging._configured = False
+
+
+async def test_no_access_log_drops_request_lines_but_not_errors(monkeypatch):
+    """With access_log off there is no line per request; a failing handler is still logged."""
+    stream = io.StringIO()
+    try:
+        configure_logging("info", "json", stream, force=True)
+        structlog.configure(cache_logger_on_first_use=False)
+        async with running_server(access_log=False) as srv, aiohttp.ClientSession() as client:
+            async with client.post(f"{srv.url}/sessions", json={}) as resp:
+                sid = (await resp.json())["session_id"]
+
+            async def broken(*_: object, **__: object) -> None:
+                raise RuntimeError("boom")
+
+            monkeypatch.setattr(srv.hub, "get_session", broken)
+            async with client.get(f"{srv.url}/sessions/{sid}") as resp:
+                assert resp.status == 500
+        lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+        assert not [line for line in lines if line.get("event") == "request"]
+        failed = [line for line in lines if line.get("event") == "command_failed"]
+        assert len(failed) == 1 and failed[0]["session_id"] == sid
+    finally:
+        structlog.reset_defaults()
+        logging.getLogger().handlers.clear()
+        sessionhub_logging._configured = False

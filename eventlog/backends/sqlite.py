@@ -115,6 +115,30 @@ _SAVE_SNAPSHOT = (
     " seq = excluded.seq, state = excluded.state, created_at = excluded.created_at"
 )
 
+
+def _insert_sql(n: int) -> str:
+    return f"INSERT INTO events ({_COLUMNS}) VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * n)
+
+
+#: Row counts of the multi-row INSERT statements, largest first.
+_CHUNKS = (64, 16, 4, 1)
+_INSERTS = {n: _insert_sql(n) for n in _CHUNKS}
+
+
+def _insert_rows(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Insert ``rows`` with few statements: one multi-row INSERT per chunk of 64, 16, 4, 1.
+
+    ``executemany`` steps SQLite once per row and gives up the GIL at every step; with
+    many appender threads runnable the writer then waits to get it back each time.
+    """
+    i, total = 0, len(rows)
+    for n in _CHUNKS:
+        sql = _INSERTS[n]
+        while total - i >= n:
+            conn.execute(sql, [v for row in rows[i : i + n] for v in row])
+            i += n
+
+
 #: Upper bound on the appends committed together; bounds a batch's latency and memory.
 DEFAULT_MAX_BATCH = 1000
 #: How long a statement waits for another connection's lock before giving up.
@@ -730,7 +754,7 @@ class SQLiteEventLog:
                     if command_id is not None and last > item.expected_seq:
                         done = fresh.get((stream_id, command_id))
                         if done is None and rows:
-                            conn.executemany(_INSERT, rows)  # the look-up must see them
+                            _insert_rows(conn, rows)  # the look-up must see them
                             rows = []
                         if done is None:
                             found = self._stored_retry(conn, item, last)
@@ -766,7 +790,7 @@ class SQLiteEventLog:
                     fresh[(stream_id, command_id)] = stored
             else:
                 if rows:  # keep the batch's order: earlier appends go in first
-                    conn.executemany(_INSERT, rows)
+                    _insert_rows(conn, rows)
                     rows = []
                 if type(item) is _SaveSnapshot:
                     conn.execute(_SAVE_SNAPSHOT, item.row)
@@ -781,7 +805,7 @@ class SQLiteEventLog:
                     for key in [k for k in fresh if k[0] == stream_id]:
                         del fresh[key]
         if rows:
-            conn.executemany(_INSERT, rows)
+            _insert_rows(conn, rows)
         self._next_position = position
         return committed
 

@@ -156,10 +156,11 @@ def api_middleware(settings: Settings, auth: Authenticator) -> Middleware:
        401 even on an unknown path;
     4. run the handler, and answer every error in the API's shape;
     5. set ``X-Request-Id``, count the request by method, route template and status, and
-       log one line.
+       log one line (unless ``settings.access_log`` is off).
     """
     cors_origins = settings.cors_origins
     max_body_bytes = settings.max_body_bytes
+    access_log = settings.access_log
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -215,13 +216,14 @@ def api_middleware(settings: Settings, auth: Authenticator) -> Middleware:
             response.headers.setdefault("X-Request-Id", request_id)
         status = response.status
         _request_counter(request.method, _route_label(route), status).inc()
-        log.info(
-            "request",
-            method=request.method,
-            path=request.path,
-            status=status,
-            duration_ms=round((time.perf_counter() - started) * 1000, 3),
-        )
+        if access_log:
+            log.info(
+                "request",
+                method=request.method,
+                path=request.path,
+                status=status,
+                duration_ms=round((time.perf_counter() - started) * 1000, 3),
+            )
         return response
 
     return middleware
