@@ -21,7 +21,7 @@ from actors.catalog import Catalog
 from actors.clock import Clock, parse_iso
 from actors.config import HubConfig
 from actors.errors import LimitExceeded, Unavailable
-from actors.session_actor import Request, SessionActor
+from actors.session_actor import InFlight, Request, SessionActor
 from eventlog import EventLog
 
 log = structlog.get_logger("sessionhub.supervisor")
@@ -50,6 +50,8 @@ class Supervisor:
         #: Sessions that must not be passivated (a turn is running): id -> count.
         self._pinned: dict[str, int] = {}
         self.create_lock = threading.Lock()
+        #: Appends queued by this node's actors and not yet decided, per session.
+        self.in_flight = InFlight()
 
     # -- actors --------------------------------------------------------------------
 
@@ -62,7 +64,12 @@ class Supervisor:
                 self._last_used[session_id] = self.monotonic()
                 return ref
             ref = SessionActor.start(
-                session_id, self.log, self.config, self.clock, self._actor_stopped
+                session_id,
+                self.log,
+                self.config,
+                self.clock,
+                self._actor_stopped,
+                self.in_flight,
             )
             self._actors[session_id] = ref
             self._last_used[session_id] = self.monotonic()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlparse
 
-from eventlog.base import EventLog, Listener, Subscription
+from eventlog.base import AppendDone, EventLog, Listener, Subscription, append_then
 from eventlog.errors import (
     ConflictError,
     CorruptRecordError,
@@ -15,6 +15,7 @@ from eventlog.errors import (
 from eventlog.events import Event, NewEvent, Snapshot, utc_now
 
 __all__ = [
+    "AppendDone",
     "ConflictError",
     "CorruptRecordError",
     "Event",
@@ -26,6 +27,7 @@ __all__ = [
     "Snapshot",
     "Subscription",
     "UnavailableError",
+    "append_then",
     "open_eventlog",
     "utc_now",
 ]

@@ -17,6 +17,36 @@ from eventlog.events import Event, NewEvent, Snapshot
 Listener = Callable[[list[Event]], None]
 
 
+#: ``done(stored, error)``: the outcome of a queued append, reported exactly once.
+AppendDone = Callable[[list[Event] | None, BaseException | None], None]
+
+
+def append_then(
+    log: EventLog, stream_id: str, events: Sequence[NewEvent], expected_seq: int, done: AppendDone
+) -> None:
+    """Append, and report the outcome to ``done`` rather than to the caller.
+
+    A backend that queues appends for a writer thread (``append_queued``: SQLite)
+    returns at once and calls ``done`` on that thread once the events are durable, so
+    the caller can go on while the commit is in flight. Any other backend appends here
+    and calls ``done`` before returning. Errors of the append itself (a conflict, an
+    unavailable log) go to ``done``; ``done`` is never called twice.
+    """
+    queued = getattr(log, "append_queued", None)
+    if queued is not None:
+        try:
+            queued(stream_id, events, expected_seq, done)
+        except Exception as exc:
+            done(None, exc)
+        return
+    try:
+        stored = log.append(stream_id, events, expected_seq)
+    except Exception as exc:
+        done(None, exc)
+        return
+    done(stored, None)
+
+
 class Subscription(Protocol):
     def close(self) -> None:
         """Stop delivering events to the listener."""

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from eventlog.base import EventLog
+from eventlog.base import EventLog, append_then
 from eventlog.errors import ConflictError, InvalidEventError, UnavailableError
 from eventlog.events import Event, NewEvent, Snapshot
 
@@ -284,6 +284,34 @@ class EventLogContract:
         with pytest.raises(ConflictError):
             log.append("s", [], expected_seq=0)
         assert log.count() == 1
+
+    def test_append_then_reports_each_outcome_once_in_queue_order(self, log: EventLog) -> None:
+        """``append_then`` hands every queued append its outcome exactly once: the stored
+        events once durable (readable by then), a conflict, or an invalid event; appends
+        queued back to back by one thread, each expecting the one before, all land."""
+        outcomes: dict[str, list[tuple[Any, Any]]] = {}
+        done_all = threading.Event()
+
+        def done(name: str) -> Callable[[Any, Any], None]:
+            def record(stored: Any, error: Any) -> None:
+                outcomes.setdefault(name, []).append((stored, error))
+                if len(outcomes) == 4:
+                    done_all.set()
+
+            return record
+
+        append_then(log, "s", new(2), 0, done("first"))
+        append_then(log, "s", new(1, prefix="g"), 2, done("second"))
+        append_then(log, "s", new(1, prefix="h"), 0, done("stale"))
+        append_then(log, "s", [NewEvent("bad", {"x": float("nan")})], 3, done("bad"))
+        assert done_all.wait(WAIT_S)
+        assert all(len(v) == 1 for v in outcomes.values())
+        [(first, err1)], [(second, err2)] = outcomes["first"], outcomes["second"]
+        assert err1 is None and err2 is None
+        assert [e.seq for e in first + second] == [1, 2, 3]
+        assert isinstance(outcomes["stale"][0][1], ConflictError)
+        assert isinstance(outcomes["bad"][0][1], InvalidEventError)
+        assert [_key(e) for e in log.read("s")] == [_key(e) for e in first + second]
 
     # -- invalid events -------------------------------------------------------------------
 

@@ -41,7 +41,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from eventlog import codec, metrics
-from eventlog.base import Listener
+from eventlog.base import AppendDone, Listener
 from eventlog.errors import ConflictError, CorruptRecordError, UnavailableError
 from eventlog.events import Event, NewEvent, Snapshot
 
@@ -257,15 +257,23 @@ class _Waiter:
 
 
 def _wake(batch: list[_Waiter]) -> None:
-    waiters = [w for w in batch if type(w) is not _AsyncAppend]
-    if len(waiters) < len(batch):
-        by_loop: dict[asyncio.AbstractEventLoop, list[_AsyncAppend]] = {}
-        for w in batch:
-            if type(w) is _AsyncAppend:
-                by_loop.setdefault(w.loop, []).append(w)
-        for loop, items in by_loop.items():
-            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
-                loop.call_soon_threadsafe(_resolve_async, items)
+    """Hand every item of a decided batch its outcome: callbacks, loop futures, threads."""
+    waiters: list[_Waiter] = []
+    by_loop: dict[asyncio.AbstractEventLoop, list[_AsyncAppend]] = {}
+    for w in batch:
+        kind = type(w)
+        if kind is _QueuedAppend:
+            try:
+                w.done(w.result, w.error)  # type: ignore[attr-defined]
+            except Exception:
+                _log.exception("append callback failed")
+        elif kind is _AsyncAppend:
+            by_loop.setdefault(w.loop, []).append(w)  # type: ignore[attr-defined]
+        else:
+            waiters.append(w)
+    for loop, items in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+            loop.call_soon_threadsafe(_resolve_async, items)
     if not waiters:
         return
     for i in range(len(waiters) - 1):
@@ -320,6 +328,30 @@ class _AsyncAppend(_Append):
         super().__init__(stream_id, expected_seq, events, encoded)
         self.loop = loop
         self.future: asyncio.Future[list[Event]] = loop.create_future()
+
+
+class _QueuedAppend(_Append):
+    """An append whose outcome is handed to ``done`` on the writer thread (no waiting)."""
+
+    __slots__ = ("done",)
+
+    def __init__(
+        self,
+        stream_id: str,
+        expected_seq: int,
+        events: Sequence[NewEvent],
+        encoded: list[str],
+        done: AppendDone,
+    ) -> None:
+        self.result = None
+        self.error = None
+        self.next = None
+        self.stream_id = stream_id
+        self.expected_seq = expected_seq
+        self.events = events
+        self.encoded = encoded
+        self.command_id = events[0].command_id if events else None
+        self.done = done
 
 
 class _SaveSnapshot(_Waiter):
@@ -599,6 +631,27 @@ class SQLiteEventLog:
         stored = await item.future
         _APPEND_SECONDS.observe(time.perf_counter() - started)
         return stored
+
+    def append_queued(
+        self, stream_id: str, events: Sequence[NewEvent], expected_seq: int, done: AppendDone
+    ) -> None:
+        """``append`` without waiting: ``done(stored, error)`` gets the outcome, once.
+
+        ``done`` runs on the writer thread after the batch is durable and the listeners
+        have the events (or after the batch failed); it must not block or write to the
+        log. Appends queued by one thread are decided in the order they were queued.
+
+        Raises:
+            InvalidEventError: an event's data is not JSON (``done`` is not called).
+            UnavailableError: the log is closed (``done`` is not called).
+        """
+        encode = codec.encode
+        encoded = [encode(e.data) for e in events]
+        item = _QueuedAppend(stream_id, expected_seq, events, encoded, done)
+        with self._submit_lock:
+            if self._closed:
+                raise UnavailableError("event log is closed")
+            self._queue.put(item)
 
     def save_snapshot(self, snapshot: Snapshot) -> None:
         """Store ``snapshot`` durably, replacing an older one of the same stream."""
