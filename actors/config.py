@@ -41,6 +41,9 @@ class HubConfig:
     snapshot_every: int = 200
     #: Chunks of a running turn kept for reconnecting clients.
     chunk_buffer: int = 2000
+    #: Events of recently read session histories kept in memory for the next reads
+    #: (0: off). Only for logs that notify before they acknowledge (SQLite, memory).
+    history_cache_events: int = 100_000
     #: Active or working sessions with no heartbeat (or other activity) for this
     #: long are marked idle (0: off).
     heartbeat_timeout_s: float = 0.0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import itertools
 import time
 import uuid
@@ -38,6 +39,7 @@ from actors.errors import (
     SessionNotFound,
     Unavailable,
 )
+from actors.history import HistoryCache
 from actors.hub_collab import CollaborationMixin
 from actors.memory import SharedMemory
 from actors.messaging import Threads
@@ -81,6 +83,10 @@ class Hub(CollaborationMixin):
         self.collabs = CollaborationRunner(self._ask, self.registry, self.config.agents, self.clock)
         self.supervisor = Supervisor(log_, self.config, self.clock, self.catalog, monotonic)
         self.bus = EventBus()
+        #: Histories kept for reads; only where listeners run before appends return.
+        self.history: HistoryCache | None = None
+        if self.config.history_cache_events > 0 and log_.backend in ("sqlite", "memory"):
+            self.history = HistoryCache(self.config.history_cache_events)
         self.runner: TurnRunner | None = None
         self.started_at = time.monotonic()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -131,16 +137,23 @@ class Hub(CollaborationMixin):
         )
         loop = self._loop
 
+        history = self.history
+
         def on_events(events: list[Any]) -> None:
             # A subscriber registers before it reads the log, so an event committed while
             # nobody listened is in what it reads: skipping the hop loses nothing.
-            if not self.bus.has_listeners():
+            if history is None and not self.bus.has_listeners():
                 return
             with contextlib.suppress(RuntimeError):  # loop closed at shutdown
-                loop.call_soon_threadsafe(self.bus.publish_events, events)
+                loop.call_soon_threadsafe(self._on_events, events)
 
         self._subscription = self.log.subscribe(on_events)
         await loop.run_in_executor(None, self.catalog.attach, self.log)
+        # What start-up built (the catalog of every session, modules, the registry) lives
+        # as long as the process: keep it out of the cyclic GC's scans. Otherwise every
+        # full collection walks it all, a 20 ms pause at 100,000 events, landing on
+        # whichever request allocates next.
+        gc.freeze()
         if self.log.backend != "jetstream":
             # One node owns the whole log: a turn left open was this process's, and it
             # died. With a shared log another node may be running it: those are failed
@@ -187,6 +200,13 @@ class Hub(CollaborationMixin):
                 "error": {"code": "interrupted", "message": "the server running it stopped"},
             },
         )
+
+    def _on_events(self, events: list[Any]) -> None:
+        """Committed events, on the loop: kept histories first, then subscribers."""
+        if self.history is not None:
+            self.history.apply(events)
+        if self.bus.has_listeners():
+            self.bus.publish_events(events)
 
     async def _watch_asks(self) -> None:
         """Fail requests an actor never answered (see ``actors.bridge``)."""
@@ -551,11 +571,18 @@ class Hub(CollaborationMixin):
     async def read_events(
         self, caller: Caller, session_id: str, query: Mapping[str, str]
     ) -> dict[str, Any]:
+        """A page of the session's events; the event dicts are shared, read-only."""
         sid = self._access(caller, session_id)
         after = v.query_int(query, "after", 0, minimum=0) or 0
         limit = v.query_int(query, "limit", 1000, minimum=1, maximum=10_000) or 1000
         tail = v.query_int(query, "tail", None, minimum=1, maximum=10_000)
         type_ = query.get("type") or None
+        if self.history is not None:
+            kept = self.history.get(sid)
+            if kept is None:
+                kept = await self._read_history(sid)
+            if kept is not None:
+                return _events_page(kept, after, limit, tail, type_)
 
         def read() -> dict[str, Any]:
             last = self.log.last_seq(sid)
@@ -570,6 +597,27 @@ class Hub(CollaborationMixin):
             return {"events": [event_to_api(e) for e in events], "last_seq": last}
 
         return await self._in_executor(read)
+
+    async def _read_history(self, session_id: str) -> list[dict[str, Any]] | None:
+        """Read the whole history into the cache if it is short enough to keep."""
+        history = self.history
+        assert history is not None
+
+        def read() -> list[Any] | None:
+            if not history.wants(session_id, self.log.last_seq(session_id)):
+                return None
+            return self.log.read(session_id)
+
+        history.begin_fill(session_id)
+        try:
+            events = await self._in_executor(read)
+        except BaseException:
+            history.cancel_fill(session_id)
+            raise
+        if events is None:
+            history.cancel_fill(session_id)
+            return None
+        return history.end_fill(session_id, events)
 
     async def append_events(
         self, caller: Caller, session_id: str, body: Any, if_match: int | None = None
@@ -744,3 +792,19 @@ class EventStream:
         self._closed = True
         self.sub.close()
         self.hub.bus.unsubscribe(self.sub)
+
+
+def _events_page(
+    history: list[dict[str, Any]], after: int, limit: int, tail: int | None, type_: str | None
+) -> dict[str, Any]:
+    """``read_events``'s page from a whole history (index i holds seq i + 1)."""
+    last = len(history)
+    start = max(after, last - tail) if tail else after
+    if type_ is None:
+        events = history[start : start + limit]
+    else:
+        events = [e for e in history[start:] if e["type"] == type_]
+        if tail:
+            events = events[-tail:]
+        events = events[:limit]
+    return {"events": events, "last_seq": last}

@@ -237,6 +237,8 @@ _HUB_HELP = {
     "sweep_interval_s": "Seconds between sweeps for expiry and passivation.",
     "snapshot_every": "Write a snapshot every N events of a session.",
     "chunk_buffer": "Stream chunks of a running turn kept for reconnecting clients.",
+    "history_cache_events": "Events of recently read session histories kept in memory to "
+    "answer the next reads (0: off; SQLite and memory logs only).",
     "heartbeat_timeout_s": "Sessions whose heartbeat is older than this many seconds "
     "show as idle (0: off).",
     "teams_dir": "Folder of team YAML files that POST /collaborations may name as "

@@ -276,8 +276,11 @@ async def test_unexpected_exception_is_500_in_the_same_shape(srv, monkeypatch):
 
 
 async def test_event_log_down_is_503(tmp_path):
-    """With the event log gone, commands and /health answer 503 unavailable, not 500."""
-    async with running_server(eventlog=f"sqlite:///{tmp_path}/e.db") as srv:
+    """With the event log gone, commands and /health answer 503 unavailable, not 500
+    (with no history kept in memory, the events are read from the log too)."""
+    async with running_server(
+        eventlog=f"sqlite:///{tmp_path}/e.db", hub_config=HubConfig(history_cache_events=0)
+    ) as srv:
         sid = (await srv.create())["session_id"]
         srv.log.close()
         for method, path, body in [
