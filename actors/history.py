@@ -56,7 +56,7 @@ class HistoryCache:
             self._entries.move_to_end(session_id)
         return entry
 
-    def wants(self, session_id: str, length: int) -> bool:
+    def wants(self, length: int) -> bool:
         """Whether a history of ``length`` events is worth reading in full to keep."""
         return self.max_events > 0 and length <= self.max_events // 4
 
@@ -84,7 +84,7 @@ class HistoryCache:
         if any(e["seq"] != i for i, e in enumerate(events, 1)):
             return None
         self._drop(session_id)
-        if not self.wants(session_id, len(events)):
+        if not self.wants(len(events)):
             return None
         self._entries[session_id] = events
         self._size += len(events)
@@ -114,7 +114,7 @@ class HistoryCache:
                 entry.append(event_to_api(event))
                 self._size += 1
                 entries.move_to_end(sid)
-                if not self.wants(sid, len(entry)):
+                if not self.wants(len(entry)):
                     self._drop(sid)
             elif event.seq > len(entry):  # a gap: the history is no longer whole
                 self._drop(sid)

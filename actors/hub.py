@@ -210,9 +210,11 @@ class Hub(CollaborationMixin):
 
     async def _watch_asks(self) -> None:
         """Fail requests an actor never answered (see ``actors.bridge``)."""
-        while self._replies is not None:
+        replies = self._replies
+        assert replies is not None
+        while True:
             await asyncio.sleep(min(5.0, ASK_TIMEOUT_S))
-            self._replies.expire_overdue()
+            replies.expire_overdue()
 
     async def _sweep_forever(self) -> None:
         while True:
@@ -604,7 +606,7 @@ class Hub(CollaborationMixin):
         assert history is not None
 
         def read() -> list[Any] | None:
-            if not history.wants(session_id, self.log.last_seq(session_id)):
+            if not history.wants(self.log.last_seq(session_id)):
                 return None
             return self.log.read(session_id)
 

@@ -230,18 +230,22 @@ class SessionActor(pykka.ThreadingActor):
             self._settle()
             return reader(self.state, req.args)
         ctx = Ctx(self.clock.now(), req.command_id, self.config.limits)
-        decide = DECIDERS[req.name]
+        decider = DECIDERS[req.name]
+
+        def decide() -> Any:
+            return decider(self.state, dict(req.args), ctx)
+
         try:
-            events, reply = decide(self.state, dict(req.args), ctx)
+            events, reply = decide()
         except HubError:
             # Refused on a state that may hold appends in flight: refuse only on a
             # durable one (decide again if the state had to be reloaded).
             if not self._settle():
                 raise
-            events, reply = decide(self.state, dict(req.args), ctx)
+            events, reply = decide()
         if not events or _purges(events):
             if self._settle():
-                events, reply = decide(self.state, dict(req.args), ctx)
+                events, reply = decide()
             if not events:
                 return reply(self.state, [])
             if _purges(events):

@@ -130,7 +130,7 @@ def test_a_gap_or_a_purge_drops_the_history():
 
 def test_bounded_least_recently_read_go_first_and_long_histories_are_not_kept():
     cache = HistoryCache(40)
-    assert cache.wants("x", 10) and not cache.wants("x", 11)
+    assert cache.wants(10) and not cache.wants(11)
     for n in range(5):
         sid = f"s{n}"
         cache.begin_fill(sid)

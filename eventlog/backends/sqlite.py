@@ -116,29 +116,6 @@ _SAVE_SNAPSHOT = (
 )
 
 
-def _insert_sql(n: int) -> str:
-    return f"INSERT INTO events ({_COLUMNS}) VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * n)
-
-
-#: Row counts of the multi-row INSERT statements, largest first.
-_CHUNKS = (64, 16, 4, 1)
-_INSERTS = {n: _insert_sql(n) for n in _CHUNKS}
-
-
-def _insert_rows(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
-    """Insert ``rows`` with few statements: one multi-row INSERT per chunk of 64, 16, 4, 1.
-
-    ``executemany`` steps SQLite once per row and gives up the GIL at every step; with
-    many appender threads runnable the writer then waits to get it back each time.
-    """
-    i, total = 0, len(rows)
-    for n in _CHUNKS:
-        sql = _INSERTS[n]
-        while total - i >= n:
-            conn.execute(sql, [v for row in rows[i : i + n] for v in row])
-            i += n
-
-
 #: Upper bound on the appends committed together; bounds a batch's latency and memory.
 DEFAULT_MAX_BATCH = 1000
 #: How long a statement waits for another connection's lock before giving up.
@@ -231,12 +208,15 @@ class _Waiter:
 
     __slots__ = ("error", "latch", "next", "result")
 
-    def __init__(self) -> None:
+    def __init__(self, latched: bool = True) -> None:
+        """``latched``: a caller will block in ``wait`` (items answered otherwise have none)."""
         self.result: Any = None
         self.error: BaseException | None = None
         self.next: _Waiter | None = None
-        self.latch = threading.Lock()
-        self.latch.acquire()
+        self.latch: Any = None
+        if latched:
+            self.latch = threading.Lock()
+            self.latch.acquire()
 
     def wait(self) -> Any:
         try:
@@ -303,8 +283,9 @@ class _Append(_Waiter):
         expected_seq: int,
         events: Sequence[NewEvent],
         encoded: list[str],
+        latched: bool = True,
     ) -> None:
-        super().__init__()
+        super().__init__(latched)
         self.stream_id = stream_id
         self.expected_seq = expected_seq
         self.events = events
@@ -325,7 +306,7 @@ class _AsyncAppend(_Append):
         events: Sequence[NewEvent],
         encoded: list[str],
     ) -> None:
-        super().__init__(stream_id, expected_seq, events, encoded)
+        super().__init__(stream_id, expected_seq, events, encoded, latched=False)
         self.loop = loop
         self.future: asyncio.Future[list[Event]] = loop.create_future()
 
@@ -343,14 +324,7 @@ class _QueuedAppend(_Append):
         encoded: list[str],
         done: AppendDone,
     ) -> None:
-        self.result = None
-        self.error = None
-        self.next = None
-        self.stream_id = stream_id
-        self.expected_seq = expected_seq
-        self.events = events
-        self.encoded = encoded
-        self.command_id = events[0].command_id if events else None
+        super().__init__(stream_id, expected_seq, events, encoded, latched=False)
         self.done = done
 
 
@@ -807,7 +781,7 @@ class SQLiteEventLog:
                     if command_id is not None and last > item.expected_seq:
                         done = fresh.get((stream_id, command_id))
                         if done is None and rows:
-                            _insert_rows(conn, rows)  # the look-up must see them
+                            conn.executemany(_INSERT, rows)  # the look-up must see them
                             rows = []
                         if done is None:
                             found = self._stored_retry(conn, item, last)
@@ -843,7 +817,7 @@ class SQLiteEventLog:
                     fresh[(stream_id, command_id)] = stored
             else:
                 if rows:  # keep the batch's order: earlier appends go in first
-                    _insert_rows(conn, rows)
+                    conn.executemany(_INSERT, rows)
                     rows = []
                 if type(item) is _SaveSnapshot:
                     conn.execute(_SAVE_SNAPSHOT, item.row)
@@ -858,7 +832,7 @@ class SQLiteEventLog:
                     for key in [k for k in fresh if k[0] == stream_id]:
                         del fresh[key]
         if rows:
-            _insert_rows(conn, rows)
+            conn.executemany(_INSERT, rows)
         self._next_position = position
         return committed
 
