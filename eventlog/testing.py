@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -89,6 +90,13 @@ def _race(n: int, work: Callable[[int], Any]) -> tuple[list[Any], list[BaseExcep
         t.join(timeout=WAIT_S * 3)
         assert not t.is_alive(), "an appender thread hung"
     return results, errors
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for _ in range(depth):
+        value = {"a": value}
+    return value
 
 
 def _key(e: Event) -> tuple[Any, ...]:
@@ -316,7 +324,18 @@ class EventLogContract:
     # -- invalid events -------------------------------------------------------------------
 
     @pytest.mark.parametrize(
-        "bad", [{"x": object()}, {"x": float("nan")}, {"x": {1, 2}}, {"x": b"bytes"}]
+        "bad",
+        [
+            {"x": object()},
+            {"x": float("nan")},
+            {"x": float("inf")},
+            {"x": {1, 2}},
+            {"x": b"bytes"},
+            {"x": "lone \ud800 surrogate"},
+            {"when": datetime.now(UTC)},
+            _nested(5000),
+        ],
+        ids=["object", "nan", "inf", "set", "bytes", "surrogate", "datetime", "deep"],
     )
     def test_invalid_data_is_refused_and_changes_nothing(self, log: EventLog, bad: Any) -> None:
         """Data that is not JSON raises InvalidEventError and stores nothing of the append."""

@@ -46,9 +46,24 @@ def _sqlite(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[EventLog, R
     return current[0], reopen
 
 
+def _sqlite_indexed(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[EventLog, Reopen]:
+    """SQLite with its stream index written every 3 events: reads span both of its parts
+    (the default indexes every 1,024 events, so the tests above read the tail only)."""
+    path = tmp_path / "store" / "events.db"
+    current = [SQLiteEventLog(path, index_every=3)]
+
+    def reopen() -> EventLog:
+        current[0].close()
+        current[0] = SQLiteEventLog(path, index_every=3)
+        return current[0]
+
+    return current[0], reopen
+
+
 BACKENDS: dict[str, Factory] = {
     "memory": _memory,
     "sqlite": _sqlite,
+    "sqlite-indexed": _sqlite_indexed,
     "jetstream": jetstream_backend,
 }
 

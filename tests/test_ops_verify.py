@@ -150,3 +150,23 @@ async def test_other_backends_are_scanned_through_the_protocol():
     await populate(clean)
     report = verify_eventlog(clean, progress=False)
     assert report.ok and report.snapshots_checked >= 1
+
+
+def test_a_damaged_stream_index_is_named(tmp_path):
+    """An index entry pointing at another event and an indexed event without its entry
+    are both reported as ``index`` problems of their (stream, seq)."""
+    from eventlog.backends.sqlite import SQLiteEventLog
+    from eventlog.events import NewEvent
+
+    path = tmp_path / "events.db"
+    log = SQLiteEventLog(path, index_every=1)
+    for stream in ("a", "b"):
+        log.append(stream, [NewEvent("tick", {"i": i}) for i in range(3)], expected_seq=0)
+    log.close()
+    assert _verify(path)[0] == 0
+    with sqlite3.connect(path) as conn:
+        conn.execute("DELETE FROM stream_index WHERE stream_id = 'a' AND seq = 2")
+        conn.execute("UPDATE stream_index SET position = 1 WHERE stream_id = 'b' AND seq = 3")
+    status, report = _verify(path)
+    assert status == 1
+    assert _found(report) == {("index", "a", 2), ("index", "b", 3)}

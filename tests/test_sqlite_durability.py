@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from eventlog import ConflictError, CorruptRecordError, NewEvent, UnavailableError, open_eventlog
-from eventlog.backends.sqlite import SQLiteEventLog
+from eventlog.backends.sqlite import SCHEMA_VERSION, SQLiteEventLog
+from sessionhub.ops.verify import verify_sqlite
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,7 +27,8 @@ CHILD = textwrap.dedent(
     from eventlog import NewEvent
     from eventlog.backends.sqlite import SQLiteEventLog
 
-    log = SQLiteEventLog(sys.argv[1], synchronous=sys.argv[2])
+    # the stream index is written every 7 events: the kill lands among index passes
+    log = SQLiteEventLog(sys.argv[1], synchronous=sys.argv[2], index_every=7)
     out = threading.Lock()
 
     def work(stream):
@@ -103,6 +105,7 @@ def test_acknowledged_appends_survive_sigkill(tmp_path: Path, synchronous: str) 
         positions = [e.position for e in everything]
         assert positions == sorted(set(positions))
         assert log.count() == len(everything)
+        assert _index_problems(db) == []  # the stream index agrees with the events
         # the log is writable again where the child stopped
         stream, seq = next(iter(acked.items()))
         last = log.last_seq(stream)
@@ -264,3 +267,55 @@ async def test_append_async_group_commits_and_reports_conflicts(tmp_path: Path) 
         assert [len(reopened.read(f"s{k}")) for k in range(16)] == [20] * 16
     finally:
         reopened.close()
+
+
+def _index_problems(db: Path) -> list[object]:
+    return [p for p in verify_sqlite(db).problems if p.kind == "index"]
+
+
+# The layout of schema version 1 (up to 2026-12-05): the stream index was a UNIQUE
+# constraint of the events table.
+SCHEMA_V1 = """
+CREATE TABLE events (
+    position INTEGER PRIMARY KEY, stream_id TEXT NOT NULL, seq INTEGER NOT NULL,
+    type TEXT NOT NULL, data TEXT NOT NULL, created_at TEXT NOT NULL, command_id TEXT,
+    version INTEGER NOT NULL, UNIQUE (stream_id, seq));
+CREATE TABLE snapshots (stream_id TEXT PRIMARY KEY, seq INTEGER NOT NULL,
+    state TEXT NOT NULL, created_at TEXT NOT NULL);
+CREATE TABLE meta (id INTEGER PRIMARY KEY CHECK (id = 1), high_water INTEGER NOT NULL,
+    deleted INTEGER NOT NULL);
+INSERT INTO meta VALUES (1, 7, 2);
+PRAGMA user_version = 1;
+"""
+
+
+def test_a_version_1_file_is_converted_and_keeps_everything(tmp_path: Path) -> None:
+    """A log written by schema version 1 opens as version 2 with every event, snapshot and
+    position, appends go on from its heads, and a stale append still conflicts."""
+    db = tmp_path / "events.db"
+    with sqlite3.connect(db) as conn:
+        conn.executescript(SCHEMA_V1)
+        rows = [
+            (p, f"s{p % 2}", (p + 1) // 2, "tick", f'{{"p":{p}}}', "2026-01-01T00:00:00Z", None, 1)
+            for p in range(1, 11)
+        ]
+        conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        conn.execute("INSERT INTO snapshots VALUES ('s1', 2, '{\"n\":2}', 'now')")
+    log = SQLiteEventLog(db, index_every=4)  # the converted rows are indexed at open
+    try:
+        assert [e.position for e in log.read("s1")] == [1, 3, 5, 7, 9]
+        assert [e.data["p"] for e in log.read_all()] == list(range(1, 11))
+        assert log.load_snapshot("s1").state == {"n": 2}
+        assert log.count() == 8 and log.last_position() == 10  # meta carried over
+        with pytest.raises(ConflictError):
+            log.append("s0", [NewEvent("tick", {})], expected_seq=4)
+        [new] = log.append("s0", [NewEvent("tick", {"p": 11})], expected_seq=5)
+        assert (new.seq, new.position) == (6, 11)
+    finally:
+        log.close()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        indexes = conn.execute("SELECT name FROM sqlite_master WHERE tbl_name = 'events'")
+        assert [name for (name,) in indexes] == ["events"]  # no per-insert index left
+        assert conn.execute("SELECT count(*) FROM stream_index").fetchone()[0] == 10
+    assert _index_problems(db) == []

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
@@ -107,27 +109,31 @@ def _run(args: argparse.Namespace) -> int:
         raise OpsError("--interval must be positive", EXIT_USAGE)
     types = frozenset(args.type) if args.type else None
     out = sys.stdout
+    # Ctrl-C while following sets a flag checked between polls: a KeyboardInterrupt
+    # raised at a random point could leave the log's locks held and hang its close().
+    stop = threading.Event()
+    if args.follow and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
     with opened_log(args) as log:
         if not args.follow and log.last_seq(args.session) == 0:
             raise OpsError(f"stream {args.session!r} has no events in this log")
-        try:
-            for batch in iter_events(
-                log,
-                args.session,
-                args.after,
-                follow=args.follow,
-                interval_s=args.interval,
-                types=types,
-            ):
-                for event in batch:
-                    if args.json:
-                        out.write(dump_json(event.to_api(), indent=None) + "\n")
-                    else:
-                        out.write(format_event(event) + "\n")
-                out.flush()
-        except KeyboardInterrupt:
-            if not args.follow:
-                raise
+        for batch in iter_events(
+            log,
+            args.session,
+            args.after,
+            follow=args.follow,
+            interval_s=args.interval,
+            types=types,
+            sleep=stop.wait,
+        ):
+            for event in batch:
+                if args.json:
+                    out.write(dump_json(event.to_api(), indent=None) + "\n")
+                else:
+                    out.write(format_event(event) + "\n")
+            out.flush()
+            if stop.is_set():
+                break
     return EXIT_OK
 
 

@@ -9,7 +9,10 @@ What it finds, each named by (stream, seq):
 - ``corrupt``: a record that does not decode (bad JSON or UTF-8, data not an object);
 - ``replay``: an event the session fold cannot apply;
 - ``snapshot``: a snapshot that disagrees with replaying the events up to its seq, that
-  does not decode, that is ahead of its stream, or whose stream has no events.
+  does not decode, that is ahead of its stream, or whose stream has no events;
+- ``index`` (SQLite): the stream index disagrees with the events table (an entry that
+  names no event or another one, or an indexed event without its entry), so reads of
+  that stream would miss or misplace events.
 
 On SQLite the scan reads the ``events`` table directly, in (stream, seq) order, with
 its own read-only connection. That is deliberate and SQLite-specific: the backend's
@@ -255,12 +258,39 @@ def verify_sqlite(path: Path, *, progress: bool | None = None) -> VerifyReport:
                 report.add(
                     "snapshot", sid, snap_seq, f"the snapshot is ahead of the stream (last {last})"
                 )
+        _check_stream_index(conn, report)
         conn.execute("COMMIT")
     except sqlite3.Error as exc:
         raise OpsError(f"cannot read the event log {path}: {exc}") from exc
     finally:
         conn.close()
     return report
+
+
+# Entries that name no event, or an event of another (stream, seq); then events up to
+# meta.indexed that have no entry. Tables of schema version 1 have no stream index.
+_INDEX_ORPHANS = """
+SELECT i.stream_id, i.seq, e.position IS NULL FROM stream_index AS i
+LEFT JOIN events AS e ON e.position = i.position
+WHERE e.position IS NULL OR e.stream_id != i.stream_id OR e.seq != i.seq
+"""
+_INDEX_MISSING = """
+SELECT e.stream_id, e.seq FROM events AS e
+WHERE e.position <= (SELECT indexed FROM meta) AND NOT EXISTS (
+    SELECT 1 FROM stream_index AS i
+    WHERE i.stream_id = e.stream_id AND i.seq = e.seq AND i.position = e.position)
+"""
+
+
+def _check_stream_index(conn: sqlite3.Connection, report: VerifyReport) -> None:
+    query = "SELECT count(*) FROM sqlite_master WHERE name = 'stream_index'"
+    if not conn.execute(query).fetchone()[0]:
+        return
+    for sid_raw, seq, gone in conn.execute(_INDEX_ORPHANS):
+        why = "names no event" if gone else "names an event of another stream or seq"
+        report.add("index", _text_or_replace(sid_raw), seq, f"the stream index entry {why}")
+    for sid_raw, seq in conn.execute(_INDEX_MISSING):
+        report.add("index", _text_or_replace(sid_raw), seq, "an indexed event has no entry")
 
 
 def _text_or_replace(value: Any) -> str:
