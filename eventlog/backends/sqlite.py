@@ -385,7 +385,14 @@ class _QueuedAppend(_Append):
         encoded: list[str],
         done: AppendDone,
     ) -> None:
-        super().__init__(stream_id, expected_seq, events, encoded, latched=False)
+        # every slot set here rather than through the base classes: this is how session
+        # actors append, once per command
+        self.result = self.error = self.next = self.latch = None
+        self.stream_id = stream_id
+        self.expected_seq = expected_seq
+        self.events = events
+        self.encoded = encoded
+        self.command_id = events[0].command_id if events else None
         self.done = done
 
 
@@ -733,8 +740,11 @@ class SQLiteEventLog:
             InvalidEventError: an event's data is not JSON (``done`` is not called).
             UnavailableError: the log is closed (``done`` is not called).
         """
-        encode = codec.encode
-        encoded = [encode(e.data) for e in events]
+        if len(events) == 1:
+            encoded = [codec.encode(events[0].data)]
+        else:
+            encode = codec.encode
+            encoded = [encode(e.data) for e in events]
         item = _QueuedAppend(stream_id, expected_seq, events, encoded, done)
         with self._submit_lock:
             if self._closed:

@@ -53,6 +53,7 @@ from actors.bus import Item
 from actors.errors import HubError, InvalidRequest
 from actors.hub import Hub
 from actors.validate import ID_RE
+from sessionhub.logging import request_context
 from transports.commands import error_body, execute, observe
 from transports.http.auth import Authenticator
 from transports.nats.cluster import Leases, new_node_id
@@ -438,7 +439,7 @@ class NatsTransport:
         except HubError as exc:
             observe(name, "nats", exc.code, 0.0)
             return exc.status, exc.to_body()
-        with structlog.contextvars.bound_contextvars(transport="nats", command=name):
+        with request_context(transport="nats", command=name):
             status, body = await execute(name, self.hub, caller, payload, transport="nats")
         if name == "run" and status < 300 and set(body) == {"turn_id"}:
             self._follow_turn(body["turn_id"])
