@@ -44,6 +44,10 @@ class HubConfig:
     #: Events of recently read session histories kept in memory for the next reads
     #: (0: off). Only for logs that notify before they acknowledge (SQLite, memory).
     history_cache_events: int = 100_000
+    #: Save the catalog (every session's light state) as a snapshot of the log after
+    #: this many more events, at start-up when the fold was long, and at shutdown, so
+    #: that start-up folds only the events after it (0: off; SQLite logs only).
+    catalog_snapshot_every: int = 1_000_000
     #: Active or working sessions with no heartbeat (or other activity) for this
     #: long are marked idle (0: off).
     heartbeat_timeout_s: float = 0.0

@@ -93,6 +93,9 @@ class Hub(CollaborationMixin):
         self._subscription: Any = None
         self._sweeper: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
+        self._catalog_saving: asyncio.Task[None] | None = None
+        #: The log position of the last catalog snapshot (saved or loaded).
+        self._catalog_saved = 0
         self._replies: Replies | None = None
         self._create_lock: asyncio.Lock | None = None
         self._stopping = False
@@ -148,7 +151,16 @@ class Hub(CollaborationMixin):
                 loop.call_soon_threadsafe(self._on_events, events)
 
         self._subscription = self.log.subscribe(on_events)
-        await loop.run_in_executor(None, self.catalog.attach, self.log)
+        await loop.run_in_executor(
+            None, partial(self.catalog.attach, self.log, use_snapshot=self._catalog_snapshots)
+        )
+        self._catalog_saved = self.catalog.loaded_from
+        log.info(
+            "catalog_ready",
+            sessions=len(self.catalog),
+            from_snapshot_at=self.catalog.loaded_from,
+            events_folded=self.catalog.folded,
+        )
         # What start-up built (the catalog of every session, modules, the registry) lives
         # as long as the process: keep it out of the cyclic GC's scans. Otherwise every
         # full collection walks it all, a 20 ms pause at 100,000 events, landing on
@@ -162,6 +174,30 @@ class Hub(CollaborationMixin):
         self.supervisor.refresh_gauges()
         if sweep and self.config.sweep_interval_s > 0:
             self._sweeper = loop.create_task(self._sweep_forever())
+        if self._catalog_snapshots and self.catalog.folded >= self.config.catalog_snapshot_every:
+            self._catalog_saving = loop.create_task(self._save_catalog())
+
+    @property
+    def _catalog_snapshots(self) -> bool:
+        return self.config.catalog_snapshot_every > 0 and self.log.backend == "sqlite"
+
+    async def _save_catalog(self) -> None:
+        """Save the catalog snapshot (in the executor); never fails the caller."""
+        try:
+            position = await asyncio.get_running_loop().run_in_executor(
+                None, self.catalog.save_snapshot, self.log
+            )
+        except Exception:
+            log.exception("catalog_snapshot_failed")
+            return
+        self._catalog_saved = position
+        log.info("catalog_snapshot_saved", position=position, sessions=len(self.catalog))
+
+    async def _maybe_save_catalog(self) -> None:
+        """From the sweeper: save once ``catalog_snapshot_every`` more events were folded."""
+        due = self.catalog.position - self._catalog_saved >= self.config.catalog_snapshot_every
+        if self._catalog_snapshots and due:
+            await self._save_catalog()
 
     async def stop(self) -> None:
         """Cancel running turns (their ends are recorded), stop actors, close streams."""
@@ -178,8 +214,12 @@ class Hub(CollaborationMixin):
         self.bus.close_all()
         if self._subscription is not None:
             self._subscription.close()
-        self.catalog.detach()
         await asyncio.get_running_loop().run_in_executor(None, self.supervisor.stop_all)
+        self.catalog.detach()
+        if self._catalog_saving is not None:
+            await asyncio.gather(self._catalog_saving, return_exceptions=True)
+        if self._catalog_snapshots and self.catalog.position > self._catalog_saved:
+            await self._save_catalog()
 
     async def _fail_dangling_turns(self) -> None:
         """Turns the log shows running but no runner has (the process died): fail them."""
@@ -223,6 +263,7 @@ class Hub(CollaborationMixin):
                 await self.sweep()
             except Exception:
                 log.exception("sweep_failed")
+            await self._maybe_save_catalog()
 
     async def sweep(self) -> dict[str, int]:
         """Expire sessions whose time is up and passivate idle actors (by the clocks)."""

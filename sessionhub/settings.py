@@ -239,6 +239,9 @@ _HUB_HELP = {
     "chunk_buffer": "Stream chunks of a running turn kept for reconnecting clients.",
     "history_cache_events": "Events of recently read session histories kept in memory to "
     "answer the next reads (0: off; SQLite and memory logs only).",
+    "catalog_snapshot_every": "Save the session catalog as a snapshot after this many "
+    "more events and at shutdown, so that a start-up folds only the events after it (0: "
+    "off; SQLite logs only).",
     "heartbeat_timeout_s": "Sessions whose heartbeat is older than this many seconds "
     "show as idle (0: off).",
     "teams_dir": "Folder of team YAML files that POST /collaborations may name as "

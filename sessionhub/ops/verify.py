@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from actors.catalog import SYSTEM_STREAM_PREFIX
+from actors.catalog import CATALOG_SNAPSHOT, SYSTEM_STREAM_PREFIX
 from actors.state import SessionState, evolve
 from eventlog import CorruptRecordError, Event, EventLog, EventLogError, Snapshot, codec
 from sessionhub.ops.common import (
@@ -222,7 +222,8 @@ def verify_sqlite(path: Path, *, progress: bool | None = None) -> VerifyReport:
         snapshots: dict[str, int] = {}
         for sid_raw, seq in conn.execute("SELECT stream_id, seq FROM snapshots"):
             sid = _text_or_replace(sid_raw)
-            snapshots[sid] = seq
+            if sid != CATALOG_SNAPSHOT:  # the hub's catalog: a snapshot of no stream
+                snapshots[sid] = seq
         total = conn.execute("SELECT count(*) FROM events").fetchone()[0]
         rows = conn.execute(
             "SELECT stream_id, seq, type, data, created_at, command_id, version, position "
