@@ -764,7 +764,9 @@ def breakdown(args: argparse.Namespace) -> int:
     """Where the facade's time goes: each layer alone, same process, same concurrency.
 
     Runs in the project's venv, in process: the event log alone (threads calling
-    ``SQLiteEventLog.append``), the asyncio/actor bridge alone (``get_session``, no write),
+    ``SQLiteEventLog.append``), the bare bridge of DESIGN.md (a pykka ThreadingActor per
+    session that does nothing but answer through ``actors.bridge.Replies``: the ceiling of
+    any command under that architecture), the hub's bridge (``get_session``, no write),
     the facade on ``memory://`` (everything but SQLite), the facade on SQLite, and the
     live load path (``log.read`` alone, then ``Hub.read_events``).
     """
@@ -779,6 +781,32 @@ def breakdown(args: argparse.Namespace) -> int:
     caller = Caller("bench-user")
     body = {"events": [{"type": "app.message", "data": MESSAGE}]}
     rows: list[list[str]] = []
+
+    async def bare_bridge() -> float:
+        import pykka
+
+        from actors.bridge import Replies
+
+        class Echo(pykka.ThreadingActor):
+            def on_receive(self, message: Any) -> None:
+                put, fut = message
+                put(fut, None, None)
+
+        replies = Replies(asyncio.get_running_loop(), 30.0, TimeoutError)
+        refs = [Echo.start() for _ in range(c)]
+
+        async def caller_of(ref: pykka.ActorRef) -> None:
+            for _ in range(n):
+                fut = replies.future()
+                ref.tell((replies.put, fut))
+                await fut
+
+        start = time.perf_counter()
+        await asyncio.gather(*(caller_of(ref) for ref in refs))
+        rate = c * n / (time.perf_counter() - start)
+        for ref in refs:
+            ref.stop()
+        return rate
 
     def log_threads() -> float:
         log = open_eventlog(f"sqlite:///{work / 'log.db'}")
@@ -843,6 +871,8 @@ def breakdown(args: argparse.Namespace) -> int:
     try:
         rate = log_threads()
         rows.append([f"SQLiteEventLog.append from {c} threads (no actors, no loop)", rate])
+        rate = asyncio.run(bare_bridge())
+        rows.append([f"bare pykka actor round trip, {c} tasks (no work: the ceiling)", rate])
         rate = asyncio.run(facade("memory://", "get"))
         rows.append([f"Hub.get_session, {c} tasks (loop -> actor -> loop, no write)", rate])
         rate = asyncio.run(facade("memory://", "append"))
