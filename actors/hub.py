@@ -94,6 +94,8 @@ class Hub(CollaborationMixin):
         self._sweeper: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
         self._catalog_saving: asyncio.Task[None] | None = None
+        #: One catalog snapshot written at a time (start-up's, the sweeper's, stop's).
+        self._catalog_lock = asyncio.Lock()
         #: The log position of the last catalog snapshot (saved or loaded).
         self._catalog_saved = 0
         self._replies: Replies | None = None
@@ -183,14 +185,20 @@ class Hub(CollaborationMixin):
 
     async def _save_catalog(self) -> None:
         """Save the catalog snapshot (in the executor); never fails the caller."""
-        try:
-            position = await asyncio.get_running_loop().run_in_executor(
-                None, self.catalog.save_snapshot, self.log
-            )
-        except Exception:
-            log.exception("catalog_snapshot_failed")
-            return
-        self._catalog_saved = position
+        async with self._catalog_lock:
+            if self.catalog.position <= self._catalog_saved:
+                return
+            try:
+                position = await asyncio.get_running_loop().run_in_executor(
+                    None, self.catalog.save_snapshot, self.log
+                )
+            except EventLogError as exc:  # the next start folds more of the log, that's all
+                log.warning("catalog_snapshot_failed", error=str(exc))
+                return
+            except Exception:
+                log.exception("catalog_snapshot_failed")
+                return
+            self._catalog_saved = position
         log.info("catalog_snapshot_saved", position=position, sessions=len(self.catalog))
 
     async def _maybe_save_catalog(self) -> None:
@@ -218,7 +226,7 @@ class Hub(CollaborationMixin):
         self.catalog.detach()
         if self._catalog_saving is not None:
             await asyncio.gather(self._catalog_saving, return_exceptions=True)
-        if self._catalog_snapshots and self.catalog.position > self._catalog_saved:
+        if self._catalog_snapshots:
             await self._save_catalog()
 
     async def _fail_dangling_turns(self) -> None:
