@@ -7,7 +7,6 @@ Deciders raise ``HubError`` to refuse; they never change the state themselves.
 
 from __future__ import annotations
 
-import copy
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from actors.errors import (
     NotFound,
     SessionNotFound,
 )
-from actors.state import ENDED_STATUSES, MAIN_CHAT, SessionState
+from actors.state import ENDED_STATUSES, MAIN_CHAT, SessionState, json_copy
 from eventlog import Event, NewEvent, codec
 
 Reply = Callable[[SessionState, list[Event]], Any]
@@ -179,7 +178,7 @@ def context_set(state: SessionState, args: dict[str, Any], ctx: Ctx) -> Decision
     def reply(state: SessionState, _: list[Event]) -> dict[str, Any]:
         return {
             "key": key,
-            "value": copy.deepcopy(state.context.get(key)),
+            "value": json_copy(state.context.get(key)),
             "version": state.version,
         }
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from typing import Any
 
 from actors.decide import require_chat, require_exists
 from actors.errors import NotFound
-from actors.state import SessionState
+from actors.state import SessionState, json_copy
 
 
 def get(state: SessionState, args: dict[str, Any]) -> dict[str, Any]:
@@ -26,12 +25,12 @@ def context_get(state: SessionState, args: dict[str, Any]) -> dict[str, Any]:
     key = args["key"]
     if key not in state.context:
         raise NotFound(f"context key {key!r} not found", details={"key": key})
-    return {"key": key, "value": state.context[key]}
+    return {"key": key, "value": json_copy(state.context[key])}
 
 
 def context_list(state: SessionState, args: dict[str, Any]) -> dict[str, Any]:
     require_exists(state)
-    return {"entries": dict(state.context)}
+    return {"entries": json_copy(state.context)}
 
 
 def chat_list(state: SessionState, args: dict[str, Any]) -> dict[str, Any]:
@@ -96,7 +95,7 @@ def collaboration(state: SessionState, args: dict[str, Any]) -> dict[str, Any]:
             f"collaboration {args['collaboration_id']!r} not found",
             details={"collaboration_id": args["collaboration_id"]},
         )
-    return copy.deepcopy(collab)
+    return json_copy(collab)
 
 
 def open_turns(state: SessionState, args: dict[str, Any]) -> dict[str, str]:

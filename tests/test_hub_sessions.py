@@ -341,3 +341,19 @@ async def _take(stream, limit, stop_after=None):
         count += 1
         if count >= limit or sse_id == stop_after:
             return
+
+
+async def test_answers_do_not_share_values_with_the_session(hub):
+    """A Python API caller that changes an answer changes nothing in the session."""
+    s = await hub.create_session(ALICE, {"metadata": {"team": {"name": "a"}}})
+    sid = s["session_id"]
+    answer = await hub.context_set(ALICE, sid, "plan", {"steps": [1, 2]})
+    answer["value"]["steps"].append("mutated")
+    got = await hub.context_get(ALICE, sid, "plan")
+    got["value"]["steps"].append("mutated")
+    listed = await hub.context_list(ALICE, sid)
+    listed["entries"]["plan"]["steps"].append("mutated")
+    session = await hub.get_session(ALICE, sid)
+    session["metadata"]["team"]["name"] = "mutated"
+    assert (await hub.context_get(ALICE, sid, "plan"))["value"] == {"steps": [1, 2]}
+    assert (await hub.get_session(ALICE, sid))["metadata"] == {"team": {"name": "a"}}
