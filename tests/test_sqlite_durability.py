@@ -319,3 +319,33 @@ def test_a_version_1_file_is_converted_and_keeps_everything(tmp_path: Path) -> N
         assert [name for (name,) in indexes] == ["events"]  # no per-insert index left
         assert conn.execute("SELECT count(*) FROM stream_index").fetchone()[0] == 10
     assert _index_problems(db) == []
+
+
+def test_concurrent_readers_share_a_bounded_pool(tmp_path: Path) -> None:
+    """Many threads reading at once all get their events, through at most max_readers
+    connections (each connection has a page cache of its own)."""
+    log = SQLiteEventLog(tmp_path / "events.db", max_readers=2)
+    try:
+        for k in range(8):
+            log.append(f"s{k}", [NewEvent("tick", {"i": i}) for i in range(50)], 0)
+        counts: list[int] = []
+        errors: list[BaseException] = []
+
+        def read(k: int) -> None:
+            try:
+                for _ in range(20):
+                    counts.append(len(log.read(f"s{k % 8}")))
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=read, args=(k,)) for k in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == [] and counts == [50] * 320
+        assert len(log._readers) <= 2
+    finally:
+        log.close()
+    with pytest.raises(ValueError, match="max_readers"):
+        SQLiteEventLog(tmp_path / "other.db", max_readers=0)
