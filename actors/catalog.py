@@ -150,15 +150,14 @@ class Catalog:
             return 0
         if purged:  # streams were deleted since: keep the sessions the log still has
             states = [s for s in states if log.last_seq(s.session_id) >= s.version]
-        with self._lock:
-            for state in states:
-                self._index(state)
-            self._position = position
         # The system streams' projections: their events up to the snapshot, in log order
         # (the fold after it gives them the rest; they skip what they have seen).
         events = [e for sid in system for e in log.read(sid) if e.position <= position]
         events.sort(key=lambda e: e.position)
         with self._lock:
+            for state in states:
+                self._index(state)
+            self._position = position
             self._system_streams.update(system)
             for event in events:
                 for sink in self.sinks:

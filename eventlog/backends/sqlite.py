@@ -387,14 +387,7 @@ class _QueuedAppend(_Append):
         encoded: list[str],
         done: AppendDone,
     ) -> None:
-        # every slot set here rather than through the base classes: this is how session
-        # actors append, once per command
-        self.result = self.error = self.next = self.latch = None
-        self.stream_id = stream_id
-        self.expected_seq = expected_seq
-        self.events = events
-        self.encoded = encoded
-        self.command_id = events[0].command_id if events else None
+        super().__init__(stream_id, expected_seq, events, encoded, latched=False)
         self.done = done
 
 
@@ -609,16 +602,30 @@ class SQLiteEventLog:
         record: Callable[[tuple[Any, ...]], tuple[str, int]] | None = None,
     ) -> list[tuple[Any, ...]]:
         """Run a read on a pooled connection; ``record`` names an event row's stream and seq."""
+        probes = [(sql, params, record)] if record is not None else []
+        return self._read(lambda conn: conn.execute(sql, params).fetchall(), probes)
+
+    def _read(
+        self,
+        run: Callable[[sqlite3.Connection], list[tuple[Any, ...]]],
+        probes: Sequence[tuple[str, tuple[Any, ...], Callable[[tuple[Any, ...]], tuple[str, int]]]],
+    ) -> list[tuple[Any, ...]]:
+        """``run`` on a pooled connection. A UTF-8 failure is looked for in the rows of
+        ``probes`` (statement, parameters, how a row names its stream and seq) and reported
+        as ``CorruptRecordError``; any other failure is ``UnavailableError``."""
         conn = self._reader()
         try:
-            return conn.execute(sql, params).fetchall()
+            return run(conn)
         except sqlite3.OperationalError as exc:
-            if record is not None and "decode" in str(exc):  # TEXT holding invalid UTF-8
-                self._raise_corrupt(conn, sql, params, record)
+            if "decode" in str(exc):  # TEXT holding invalid UTF-8
+                for sql, params, record in probes:
+                    self._raise_corrupt(conn, sql, params, record)
             raise UnavailableError(f"event log read failed: {exc}") from exc
         except sqlite3.Error as exc:
             raise UnavailableError(f"event log read failed: {exc}") from exc
         finally:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             self._release(conn)
 
     @staticmethod
@@ -651,8 +658,8 @@ class SQLiteEventLog:
 
     def _read_stream(self, stream_id: str, after_seq: int, limit: int) -> list[tuple[Any, ...]]:
         """The rows of a stream: its indexed part, then its tail, in one read transaction."""
-        conn = self._reader()
-        try:
+
+        def run(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
             conn.execute("BEGIN")
             rows = conn.execute(_READ_STREAM_INDEXED, (stream_id, after_seq, limit)).fetchall()
             if limit < 0 or len(rows) < limit:
@@ -661,20 +668,14 @@ class SQLiteEventLog:
                 rows.extend(conn.execute(_READ_STREAM_TAIL, (stream_id, after, more)).fetchall())
             conn.execute("COMMIT")
             return rows
-        except sqlite3.OperationalError as exc:
-            if "decode" in str(exc):  # TEXT holding invalid UTF-8
-                for sql, params in (
-                    (_READ_STREAM_INDEXED, (stream_id, after_seq, limit)),
-                    (_READ_STREAM_TAIL, (stream_id, after_seq, limit)),
-                ):
-                    self._raise_corrupt(conn, sql, params, lambda row: (stream_id, row[1]))
-            raise UnavailableError(f"event log read failed: {exc}") from exc
-        except sqlite3.Error as exc:
-            raise UnavailableError(f"event log read failed: {exc}") from exc
-        finally:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            self._release(conn)
+
+        def record(row: tuple[Any, ...]) -> tuple[str, int]:
+            return stream_id, row[1]
+
+        params = (stream_id, after_seq, limit)
+        return self._read(
+            run, [(_READ_STREAM_INDEXED, params, record), (_READ_STREAM_TAIL, params, record)]
+        )
 
     def read_all(self, after_position: int = 0, limit: int | None = None) -> list[Event]:
         """Events of every stream with position > ``after_position``, in global order."""
@@ -761,11 +762,8 @@ class SQLiteEventLog:
             InvalidEventError: an event's data is not JSON (``done`` is not called).
             UnavailableError: the log is closed (``done`` is not called).
         """
-        if len(events) == 1:
-            encoded = [codec.encode(events[0].data)]
-        else:
-            encode = codec.encode
-            encoded = [encode(e.data) for e in events]
+        encode = codec.encode
+        encoded = [encode(e.data) for e in events]
         item = _QueuedAppend(stream_id, expected_seq, events, encoded, done)
         with self._submit_lock:
             if self._closed:
