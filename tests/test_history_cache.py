@@ -4,6 +4,8 @@ acknowledged write, whole or not kept at all, and bounded."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import random
 
 from actors.history import HistoryCache
 from actors.hub import Hub
@@ -113,6 +115,43 @@ def test_a_session_born_here_is_kept_from_its_first_event():
     assert small.get("grows") is None and len(small) == 0
 
 
+def test_most_of_the_cache_is_not_walked_by_the_garbage_collector():
+    """At most a quarter of the bound is kept as dicts (four tracked objects an event
+    here); the histories used least recently are kept as JSON, which the collector does
+    not track, and a read of one gets it whole."""
+    cache = HistoryCache(8000)
+    gc.collect()
+    before = len(gc.get_objects())
+    for n in range(16):
+        cache.apply(
+            [
+                ev(f"s{n}", i, "context_set", key=f"k{i}", value={"n": i, "tags": ["a"]})
+                for i in range(1, 501)
+            ]
+        )
+    gc.collect()
+    assert len(cache) == 8000
+    assert len(gc.get_objects()) - before < 4 * 2000 + 500  # as dicts: 4 * 8000
+    for n in (0, 15, 3):
+        kept = cache.get(f"s{n}")
+        assert [e["seq"] for e in kept] == list(range(1, 501))
+        assert [e["data"]["value"] for e in kept] == [
+            {"n": i, "tags": ["a"]} for i in range(1, 501)
+        ]
+        assert kept is cache.get(f"s{n}")  # read again: the same dicts, no copy
+    cache.apply([ev("s0", 501, "context_set", key="k", value=1)])
+    assert cache.get("s0")[-1]["data"] == {"key": "k", "value": 1}
+    gc.collect()
+    assert len(gc.get_objects()) - before < 4 * 2000 + 500
+
+
+def test_a_value_msgspec_cannot_encode_keeps_the_history_as_dicts():
+    cache = HistoryCache(1000)
+    cache.apply([ev("odd", 1, "x", a=1), ev("odd", 2, "x", **{"b": None})])
+    cache.apply([Event("odd", 3, "x", {True: 1}, "2026-12-05T00:00:00.000Z", None, 1, 3)])
+    assert [e["data"] for e in cache.get("odd")] == [{"a": 1}, {"b": None}, {True: 1}]
+
+
 def test_a_gap_or_a_purge_drops_the_history():
     cache = HistoryCache(1000)
     for sid in ("gap", "purged", "fill-purged"):
@@ -152,3 +191,31 @@ def test_only_logs_that_notify_before_acknowledging_get_a_cache():
 
     assert Hub(MemoryEventLog(), config()).history is not None
     assert Hub(JetStreamLike(), config()).history is None
+
+
+def test_random_use_keeps_whole_histories_and_the_dict_bound():
+    """Writes, reads, purges and evictions in a random order: every history read is the
+    reference history, and the dicts kept never exceed a quarter of the bound."""
+    rng = random.Random(7)
+    cache = HistoryCache(200)
+    truth: dict[str, int] = {}  # session -> last seq written
+    for _ in range(3000):
+        sid = f"s{rng.randrange(12)}"
+        roll = rng.random()
+        if roll < 0.6:
+            seq = truth.get(sid, 0) + 1
+            truth[sid] = seq
+            cache.apply([ev(sid, seq, "context_set", key="k", value=[seq])])
+        elif roll < 0.95:
+            kept = cache.get(sid)
+            if kept is not None:
+                assert [e["data"]["value"] for e in kept] == [[i] for i in range(1, len(kept) + 1)]
+                assert len(kept) == truth[sid]
+        else:
+            seq = truth.get(sid, 0) + 1
+            cache.apply([ev(sid, seq, "session_deleted", purge=True)])
+            truth.pop(sid, None)
+            assert cache.get(sid) is None
+        assert len(cache) <= 200
+        assert cache._dict_events <= cache.max_dict_events or len(cache._dicts) == 1
+        assert cache._dict_events == sum(len(cache._entries[s]) for s in cache._dicts)
