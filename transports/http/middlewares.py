@@ -160,7 +160,8 @@ def api_middleware(settings: Settings, auth: Authenticator) -> Middleware:
     """
     cors_origins = settings.cors_origins
     max_body_bytes = settings.max_body_bytes
-    access_log = settings.access_log
+    # At warning and above the line would be dropped: skip building its fields too.
+    access_log = settings.access_log and settings.log_level in ("debug", "info")
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
