@@ -9,7 +9,6 @@ run on the asyncio loop; their chunks go to live listeners only.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import yaml
 from actors.agents import AgentError, AgentRegistry, AgentSettings, AgentSpec, TextDelta, TurnInput
 from actors.clock import Clock, iso
 from actors.errors import InvalidRequest
+from actors.ids import new_id
 
 log = structlog.get_logger("sessionhub.collab")
 
@@ -134,13 +134,13 @@ class CollaborationRunner:
     def _payload(self, type_: str, data: dict[str, Any]) -> dict[str, Any]:
         return {
             "type": type_,
-            "id": f"evt-{uuid.uuid4().hex[:16]}",
+            "id": new_id("evt-"),
             "created_at": iso(self.clock.now()),
             "data": data,
         }
 
     async def start(self, session_id: str, team: dict, task: str, context: Any) -> Collaboration:
-        collab_id = f"collab-{uuid.uuid4().hex[:16]}"
+        collab_id = new_id("collab-")
         await self.ask(
             session_id,
             "collaboration_event",

@@ -7,7 +7,6 @@ Deciders raise ``HubError`` to refuse; they never change the state themselves.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +21,7 @@ from actors.errors import (
     NotFound,
     SessionNotFound,
 )
+from actors.ids import new_id
 from actors.state import ENDED_STATUSES, MAIN_CHAT, SessionState, json_copy
 from eventlog import Event, NewEvent, codec
 
@@ -204,7 +204,7 @@ def chat_create(state: SessionState, args: dict[str, Any], ctx: Ctx) -> Decision
             ctx.limits.max_chats_per_session,
             f"session has {len(state.chats)} chats, the maximum",
         )
-    chat_id = args.get("chat_id") or f"chat-{uuid.uuid4().hex[:12]}"
+    chat_id = args.get("chat_id") or new_id("chat-", 12)
     if chat_id in state.chats:
         raise Conflict("already_exists", f"chat {chat_id!r} already exists", chat_id=chat_id)
     data = {
@@ -279,8 +279,8 @@ def start_turn(state: SessionState, args: dict[str, Any], ctx: Ctx) -> Decision:
         raise LimitExceeded(
             "max_messages", cap, f"chat {chat_id!r} has {chat.message_count} messages"
         )
-    turn_id = f"turn-{uuid.uuid4().hex[:16]}"
-    message = {"id": f"msg-{uuid.uuid4().hex[:16]}", "role": "user", "content": args["message"]}
+    turn_id = new_id("turn-")
+    message = {"id": new_id("msg-"), "role": "user", "content": args["message"]}
     message["status"] = "complete"
     event = ctx.event("turn_started", {"turn_id": turn_id, "chat_id": chat_id, "message": message})
 
@@ -318,7 +318,7 @@ def complete_turn(state: SessionState, args: dict[str, Any], ctx: Ctx) -> Decisi
     if chat_id is None:
         return [], lambda s, e: None
     message = {
-        "id": f"msg-{uuid.uuid4().hex[:16]}",
+        "id": new_id("msg-"),
         "role": "assistant",
         "content": args["content"],
         "status": args["status"],

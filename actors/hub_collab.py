@@ -7,7 +7,6 @@ hub's ``_access``, ``_ask`` and projections.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +15,7 @@ from actors.caller import Caller
 from actors.clock import iso
 from actors.collab import Collaboration, check_team, load_team_file
 from actors.errors import Conflict, InvalidRequest, NotFound
+from actors.ids import new_id
 from actors.memory import MEMORY_TYPES, check_pattern
 from actors.messaging import MESSAGE_TYPES, hub_stream
 from actors.state import ENDED_STATUSES
@@ -81,7 +81,7 @@ class CollaborationMixin:
                 for s in self.catalog.open_sessions(user)
                 if s["session_id"] != sender
             ]
-        message_id = f"msg-{uuid.uuid4().hex[:16]}"
+        message_id = new_id("msg-")
         message = {
             "message_id": message_id,
             "thread_id": thread_id or message_id,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -31,6 +30,7 @@ from actors.agents import (
 )
 from actors.bus import EventBus, Item
 from actors.clock import Clock, iso
+from actors.ids import new_id
 
 log = structlog.get_logger("sessionhub.turns")
 
@@ -41,7 +41,7 @@ Ask = Callable[[str, str, dict[str, Any]], Awaitable[Any]]
 def _payload(type_: str, data: dict[str, Any], now: float) -> dict[str, Any]:
     return {
         "type": type_,
-        "id": f"evt-{uuid.uuid4().hex[:16]}",
+        "id": new_id("evt-"),
         "created_at": iso(now),
         "data": data,
     }

@@ -9,19 +9,19 @@ its chunks (through the NATS events subjects), into the shape of ``run_stream``.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 from actors.caller import Caller
 from actors.errors import HubError
 from actors.hub import Hub
+from actors.ids import new_id
 
 
 def _message(type_: str, created_at: str, data: dict[str, Any]) -> dict[str, Any]:
     return {
         "type": type_,
-        "id": f"evt-{uuid.uuid4().hex[:16]}",
+        "id": new_id("evt-"),
         "created_at": created_at,
         "data": data,
     }
