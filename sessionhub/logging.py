@@ -11,11 +11,14 @@ threads by themselves: code that hands work to an actor thread passes what it ne
 explicitly.
 
 Lines from the standard library's loggers (aiohttp, asyncio, pykka) go through the same
-renderer, so the output is one format.
+renderer, so the output is one format. JSON lines are encoded by msgspec (compact, UTF-8):
+an access line cost 44 us to log with the standard library's encoder, 8.5 us of it in
+``json.dumps``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import Iterator, Mapping, MutableMapping
@@ -23,6 +26,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, TextIO
 
+import msgspec
 import structlog
 
 __all__ = [
@@ -32,6 +36,18 @@ __all__ = [
     "request_context",
     "resolve_format",
 ]
+
+_encoder = msgspec.json.Encoder(enc_hook=repr)
+
+
+def _dumps(value: Any, **_: Any) -> str:
+    """The JSON renderer's serializer: msgspec, with ``repr`` for what JSON cannot hold,
+    and the standard library for what msgspec refuses (lone surrogates, odd keys)."""
+    try:
+        return _encoder.encode(value).decode()
+    except (TypeError, ValueError, OverflowError, RecursionError, msgspec.MsgspecError):
+        return json.dumps(value, default=repr)
+
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -73,7 +89,7 @@ def configure_logging(
         renderer = structlog.dev.ConsoleRenderer(colors=_isatty(stream))
         exc = []
     else:
-        renderer = structlog.processors.JSONRenderer()
+        renderer = structlog.processors.JSONRenderer(serializer=_dumps)
         exc = [structlog.processors.format_exc_info]
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,

@@ -24,6 +24,30 @@ def test_auto_format_is_json_off_a_terminal_and_console_on_one():
     assert resolve_format("console", io.StringIO()) == "console"
 
 
+def test_any_value_gives_one_valid_json_line():
+    """Values JSON cannot hold are logged by their repr; text msgspec refuses (a lone
+    surrogate) still comes out as one JSON line; non-ASCII text stays readable."""
+
+    class Opaque:
+        def __repr__(self) -> str:
+            return "<opaque>"
+
+    stream = io.StringIO()
+    try:
+        configure_logging("info", "json", stream, force=True)
+        log = structlog.get_logger("test")
+        log.info("odd", obj=Opaque(), city="Zürich", big=2**70)
+        log.info("surrogate", text="a\udc80b", obj=Opaque())
+        first, second = (json.loads(line) for line in stream.getvalue().splitlines())
+        assert first["obj"] == "<opaque>" and first["big"] == 2**70
+        assert first["city"] == "Zürich" and "Zürich" in stream.getvalue()
+        assert second["text"] == "a\udc80b" and second["obj"] == "<opaque>"
+    finally:
+        structlog.reset_defaults()
+        logging.getLogger().handlers.clear()
+        sessionhub_logging._configured = False
+
+
 def test_json_lines_carry_the_request_context():
     """Every line logged inside request_context carries session_id, command_id, transport;
     standard-library loggers come out in the same format."""
