@@ -39,30 +39,36 @@ async def _fill(hub: Hub, sid: str) -> None:
 
 
 async def test_pages_from_memory_equal_pages_from_the_log(tmp_path):
-    """Every kind of query gives the same page with the cache as without it."""
+    """Every kind of query gives the same page with the cache as without it, whether the
+    history is kept as dicts or (a small cache, written since) as JSON."""
     pages = []
-    for size in (100_000, 0):
+    for size in (100_000, 200, 0):
         log = SQLiteEventLog(tmp_path / f"events-{size}.db")
         try:
             async with Hub.running(log, config(history_cache_events=size)) as hub:
                 assert (hub.history is not None) == bool(size)
                 sid = (await hub.create_session(ALICE, {"session_id": "s1"}))["session_id"]
                 await _fill(hub, sid)
+                other = (await hub.create_session(ALICE, {"session_id": "s2"}))["session_id"]
+                await _fill(hub, other)  # with size 200, s1 goes over to JSON
+                if size == 200:
+                    assert "s1" not in hub.history._dicts
                 pages.append([await hub.read_events(ALICE, sid, q) for q in QUERIES])
                 if size:
-                    assert len(hub.history) == 41  # the whole history is kept
+                    assert len(hub.history) == 82  # both whole histories are kept
         finally:
             log.close()
-    cached, direct = (
+    big, small, direct = (
         [
-            # created_at and command ids differ between the two runs
+            # created_at and command ids differ between the runs
             [{k: v for k, v in e.items() if k not in ("created_at", "command_id")} for e in p]
             for p in (page["events"] for page in run)
         ]
         for run in pages
     )
-    assert cached == direct
-    assert [page["last_seq"] for page in pages[0]] == [page["last_seq"] for page in pages[1]]
+    assert big == direct and small == direct
+    last_seqs = [[page["last_seq"] for page in run] for run in pages]
+    assert last_seqs[0] == last_seqs[1] == last_seqs[2]
 
 
 async def test_reads_never_lag_acknowledged_writes(tmp_path):
