@@ -16,7 +16,10 @@ import random
 
 __all__ = ["new_id"]
 
-_bits = random.Random(os.urandom(32)).getrandbits
+_random = random.Random(os.urandom(32))
+_bits = _random.getrandbits
+# A forked child would repeat its parent's sequence: give it a seed of its own.
+os.register_at_fork(after_in_child=lambda: _random.seed(os.urandom(32)))
 
 
 def new_id(prefix: str, digits: int = 16) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 from actors.ids import new_id
@@ -17,3 +18,16 @@ def test_ids_do_not_repeat():
     assert len(ids) == 200_000
     # all 64 bits vary, not only a counter's low digits
     assert len({i[4:8] for i in ids}) > 60_000
+
+
+def test_a_forked_child_does_not_repeat_its_parents_ids():
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: send its next id, leave at once
+        os.write(write, new_id("evt-").encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    assert child != new_id("evt-")
