@@ -117,6 +117,7 @@ _MIGRATE_COPY_1 = "INSERT INTO events SELECT * FROM events_v1; DROP TABLE events
 _COLUMNS = "position, stream_id, seq, type, data, created_at, command_id, version"
 _INSERT = f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 _STREAM_COLUMNS = "position, seq, type, data, created_at, command_id, version"
+_E_COLUMNS = ", ".join(f"e.{c}" for c in _COLUMNS.split(", "))
 _E_STREAM_COLUMNS = ", ".join(f"e.{c}" for c in _STREAM_COLUMNS.split(", "))
 _TAIL = "position > (SELECT indexed FROM meta) AND stream_id = ?"
 # A stream's events are read in two statements of one read transaction: the indexed part
@@ -144,7 +145,7 @@ _LAST_SEQS_TAIL = (
     " AND stream_id IN (SELECT value FROM json_each(?)) GROUP BY stream_id"
 )
 _RETRY_INDEXED = (
-    f"SELECT e.{_COLUMNS.replace(', ', ', e.')} FROM stream_index AS i JOIN events AS e"
+    f"SELECT {_E_COLUMNS} FROM stream_index AS i JOIN events AS e"
     " ON e.position = i.position WHERE i.stream_id = ? AND i.seq > ? AND i.seq <= ?"
     " ORDER BY i.seq"
 )
@@ -196,6 +197,12 @@ _SEQ_CACHE_LIMIT = 100_000
 
 FastDecodeError = codec.FastDecodeError
 _event = Event
+
+
+def _index_tail(conn: sqlite3.Connection, indexed: int, last: int) -> None:
+    """Copy the events after position ``indexed`` (``last`` the newest) into the index."""
+    conn.execute(_INDEX_TAIL, (indexed,))
+    conn.execute("UPDATE meta SET indexed = ?", (last,))
 
 
 def _name_record(row: tuple[Any, ...]) -> tuple[str, int]:
@@ -465,7 +472,6 @@ class SQLiteEventLog:
         try:
             self._wconn = self._connect()
             self._init_schema(self._wconn)
-            self._index_tail_at_open(self._wconn)
         except sqlite3.Error as exc:
             raise UnavailableError(f"cannot open event log {str(self.path)!r}: {exc}") from exc
 
@@ -527,8 +533,9 @@ class SQLiteEventLog:
             conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
         return conn
 
-    @staticmethod
-    def _init_schema(conn: sqlite3.Connection) -> None:
+    def _init_schema(self, conn: sqlite3.Connection) -> None:
+        """Create or convert the schema, and index a long unindexed tail (a converted or
+        externally written file), in one transaction."""
         conn.execute("BEGIN IMMEDIATE")
         try:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -546,20 +553,9 @@ class SQLiteEventLog:
                     if statement.strip():
                         conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-
-    def _index_tail_at_open(self, conn: sqlite3.Connection) -> None:
-        """Index a long tail left by a converted or externally written file."""
-        last, indexed = conn.execute(_LAST_POSITION).fetchone()
-        if last - indexed < self._index_every:
-            return
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.execute(_INDEX_TAIL, (indexed,))
-            conn.execute("UPDATE meta SET indexed = ?", (last,))
+            last, indexed = conn.execute(_LAST_POSITION).fetchone()
+            if last - indexed >= self._index_every:
+                _index_tail(conn, indexed, last)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -981,8 +977,7 @@ class SQLiteEventLog:
         if rows:
             conn.executemany(_INSERT, rows)
         if position - 1 - self._indexed >= self._index_every:
-            conn.execute(_INDEX_TAIL, (self._indexed,))
-            conn.execute("UPDATE meta SET indexed = ?", (position - 1,))
+            _index_tail(conn, self._indexed, position - 1)
             self._indexed = position - 1
         self._next_position = position
         return committed
