@@ -41,6 +41,7 @@ import msgspec
 
 from actors.decide import event_to_api
 from eventlog import Event
+from eventlog.codec import MSGSPEC_ENCODE_ERRORS
 
 __all__ = ["HistoryCache"]
 
@@ -65,7 +66,7 @@ class _History:
             try:
                 self.events.append(_encode(api))
                 return
-            except _UNENCODABLE:
+            except MSGSPEC_ENCODE_ERRORS:
                 self.decode()  # msgspec cannot spell it: keep this history as dicts
         self.events.append(api)
 
@@ -78,13 +79,10 @@ class _History:
         """Keep the events as JSON; False (and still dicts) if one cannot be encoded."""
         try:
             self.events = [_encode(e) for e in self.events]
-        except _UNENCODABLE:
+        except MSGSPEC_ENCODE_ERRORS:
             return False
         self.raw = True
         return True
-
-
-_UNENCODABLE = (TypeError, ValueError, OverflowError, RecursionError, msgspec.MsgspecError)
 
 
 class HistoryCache:

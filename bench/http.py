@@ -37,6 +37,8 @@ import tempfile
 import time
 import urllib.request
 
+from sessionhub.cli import GC_YOUNG_THRESHOLD
+
 ROOT = Path(__file__).resolve().parent.parent
 SESSIONHUB = str(Path(sys.executable).parent / "sessionhub")
 
@@ -45,9 +47,9 @@ import gc
 import sys
 from aiohttp import web
 
-# The collector setting of sessionhub serve (sessionhub.cli.GC_YOUNG_THRESHOLD), so the
-# two servers differ only in what they do per request (measured: no change to this one).
-gc.set_threshold(10_000, *gc.get_threshold()[1:])
+# The collector setting of sessionhub serve, so the two servers differ only in what they
+# do per request (measured: no change to this one).
+gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 async def get(request):
     return web.json_response({"session_id": request.match_info["sid"], "status": "active"})
@@ -160,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         bare_port, hub_port = free_port(), free_port()
         bare_file = tmp / "bare.py"
-        bare_file.write_text(BARE_APP)
+        bare_file.write_text(BARE_APP.replace("GC_YOUNG_THRESHOLD", str(GC_YOUNG_THRESHOLD)))
         procs.append(subprocess.Popen([sys.executable, str(bare_file), str(bare_port)]))
         env = {**os.environ, "SESSIONHUB_LOG_LEVEL": "warning"}
         url = f"sqlite:///{tmp}/events.db" + ("?sync=normal" if args.sync == "normal" else "")

@@ -25,6 +25,9 @@ _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan
 _decoder = json.JSONDecoder()
 _fast_encode = msgspec.json.Encoder().encode
 
+#: What msgspec raises when it cannot encode a value (the standard library may still).
+MSGSPEC_ENCODE_ERRORS = (TypeError, ValueError, OverflowError, RecursionError, msgspec.MsgspecError)
+
 #: The fast path of ``decode``: raises ``msgspec.DecodeError`` where it gives up.
 fast_decode = msgspec.json.Decoder().decode
 FastDecodeError = msgspec.DecodeError
@@ -36,7 +39,7 @@ def encode(value: Any) -> str:
         out = _fast_encode(value)
         if fast_decode(out) == value:
             return out.decode()
-    except (TypeError, ValueError, OverflowError, RecursionError, msgspec.MsgspecError):
+    except MSGSPEC_ENCODE_ERRORS:
         pass  # UnicodeEncodeError is a ValueError
     try:
         text = _encoder.encode(value)

@@ -29,6 +29,8 @@ from typing import Any, TextIO
 import msgspec
 import structlog
 
+from eventlog.codec import MSGSPEC_ENCODE_ERRORS
+
 __all__ = [
     "bind_request_context",
     "configure_logging",
@@ -45,7 +47,7 @@ def _dumps(value: Any, **_: Any) -> str:
     and the standard library for what msgspec refuses (lone surrogates, odd keys)."""
     try:
         return _encoder.encode(value).decode()
-    except (TypeError, ValueError, OverflowError, RecursionError, msgspec.MsgspecError):
+    except MSGSPEC_ENCODE_ERRORS:
         return json.dumps(value, default=repr)
 
 
