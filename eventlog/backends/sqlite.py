@@ -394,7 +394,17 @@ class _QueuedAppend(_Append):
         encoded: list[str],
         done: AppendDone,
     ) -> None:
-        super().__init__(stream_id, expected_seq, events, encoded, latched=False)
+        # Every slot set here rather than through the two parent initialisers: this is
+        # the hot path of session actors' appends (about 1 us less an append).
+        self.result = None
+        self.error = None
+        self.next = None
+        self.latch = None
+        self.stream_id = stream_id
+        self.expected_seq = expected_seq
+        self.events = events
+        self.encoded = encoded
+        self.command_id = events[0].command_id if events else None
         self.done = done
 
 
