@@ -18,7 +18,7 @@ interleaved (raw, raw/100, sequential, concurrent, then again), because this mac
 fsync latency drifts; the ratio column is the median of the per-repetition ratios to raw
 one-commit-per-insert.
 
-    .venv/bin/python bench/eventlog.py            # defaults: about 30 s on 2 cores
+    .venv/bin/python bench/eventlog.py            # defaults: about 40 s on 2 cores
     .venv/bin/python bench/eventlog.py --reps 9 --appends 200
 """
 
