@@ -13,7 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from actors.decide import event_to_api
+from actors.ids import new_id
 from eventlog import Event
+
+
+def stream_message(type_: str, created_at: str, data: dict[str, Any]) -> dict[str, Any]:
+    """A message of a session's stream that is not a log event (a turn's start, chunks,
+    end or error; a collaboration's progress): the same shape, with an id of its own."""
+    return {"type": type_, "id": new_id("evt-"), "created_at": created_at, "data": data}
 
 
 @dataclass(frozen=True, slots=True)

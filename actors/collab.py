@@ -17,6 +17,7 @@ import structlog
 import yaml
 
 from actors.agents import AgentError, AgentRegistry, AgentSettings, AgentSpec, TextDelta, TurnInput
+from actors.bus import stream_message
 from actors.clock import Clock, iso
 from actors.errors import InvalidRequest
 from actors.ids import new_id
@@ -132,12 +133,7 @@ class CollaborationRunner:
         self.running: dict[str, Collaboration] = {}
 
     def _payload(self, type_: str, data: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "type": type_,
-            "id": new_id("evt-"),
-            "created_at": iso(self.clock.now()),
-            "data": data,
-        }
+        return stream_message(type_, iso(self.clock.now()), data)
 
     async def start(self, session_id: str, team: dict, task: str, context: Any) -> Collaboration:
         collab_id = new_id("collab-")

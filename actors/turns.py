@@ -28,23 +28,13 @@ from actors.agents import (
     ToolResult,
     TurnInput,
 )
-from actors.bus import EventBus, Item
+from actors.bus import EventBus, Item, stream_message
 from actors.clock import Clock, iso
-from actors.ids import new_id
 
 log = structlog.get_logger("sessionhub.turns")
 
 #: ``ask(session_id, command, args)``: a command to the session's actor.
 Ask = Callable[[str, str, dict[str, Any]], Awaitable[Any]]
-
-
-def _payload(type_: str, data: dict[str, Any], now: float) -> dict[str, Any]:
-    return {
-        "type": type_,
-        "id": new_id("evt-"),
-        "created_at": iso(now),
-        "data": data,
-    }
 
 
 class Turn:
@@ -68,7 +58,7 @@ class Turn:
         self.error: dict[str, Any] | None = None
         self.status = "running"
         self.task: asyncio.Task[None] | None = None
-        self.start_payload = _payload("stream_start", {"turn_id": self.turn_id}, now)
+        self.start_payload = stream_message("stream_start", iso(now), {"turn_id": self.turn_id})
 
     def listen(self) -> asyncio.Queue[tuple[str | None, dict[str, Any]] | None]:
         q: asyncio.Queue[tuple[str | None, dict[str, Any]] | None] = asyncio.Queue()
@@ -202,8 +192,8 @@ class TurnRunner:
 
     def _chunk(self, turn: Turn, text: str) -> None:
         turn.parts.append(text)
-        payload = _payload(
-            "stream_chunk", {"content": text, "sequence": len(turn.parts)}, self.clock.now()
+        payload = stream_message(
+            "stream_chunk", iso(self.clock.now()), {"content": text, "sequence": len(turn.parts)}
         )
         turn.anchor_n += 1
         anchor, n = turn.anchor, turn.anchor_n
@@ -255,12 +245,12 @@ class TurnRunner:
         metrics.TURN_LATENCY.labels(kind, status).observe(duration_ms / 1000)
         now = self.clock.now()
         if status == "failed":
-            turn.emit(None, _payload("error", error or {}, now))
+            turn.emit(None, stream_message("error", iso(now), error or {}))
         else:
             data = {"complete_text": text, "turn_id": turn.turn_id, "status": status}
             if turn.result:
                 data["message_id"] = turn.result["message"]["id"]
-            turn.emit(None, _payload("stream_end", data, now))
+            turn.emit(None, stream_message("stream_end", iso(now), data))
         self.turns.pop(turn.turn_id, None)
         self.on_end(turn.session_id)
         turn.finish()

@@ -12,19 +12,10 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+from actors.bus import stream_message
 from actors.caller import Caller
 from actors.errors import HubError
 from actors.hub import Hub
-from actors.ids import new_id
-
-
-def _message(type_: str, created_at: str, data: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "type": type_,
-        "id": new_id("evt-"),
-        "created_at": created_at,
-        "data": data,
-    }
 
 
 async def relayed_turn(
@@ -87,7 +78,10 @@ async def _follow(events: Any, turn_id: str) -> AsyncIterator[tuple[str | None, 
             if data.get("turn_id") != turn_id:
                 continue
             if kind == "turn_started":
-                yield sse_id, _message("stream_start", payload["created_at"], {"turn_id": turn_id})
+                yield (
+                    sse_id,
+                    stream_message("stream_start", payload["created_at"], {"turn_id": turn_id}),
+                )
             if kind in ("turn_started", "tool_called", "tool_result"):
                 anchors.add(payload["seq"])
                 for held_id, held in early.pop(payload["seq"], []):
@@ -97,7 +91,7 @@ async def _follow(events: Any, turn_id: str) -> AsyncIterator[tuple[str | None, 
                 message = data["message"]
                 if message["status"] == "failed":
                     error = data.get("error") or {"code": "agent_error", "message": "failed"}
-                    end = (None, _message("error", payload["created_at"], error))
+                    end = (None, stream_message("error", payload["created_at"], error))
                     break
                 done = {
                     "complete_text": message["content"],
@@ -105,7 +99,7 @@ async def _follow(events: Any, turn_id: str) -> AsyncIterator[tuple[str | None, 
                     "status": message["status"],
                     "message_id": message["id"],
                 }
-                end = (None, _message("stream_end", payload["created_at"], done))
+                end = (None, stream_message("stream_end", payload["created_at"], done))
         if end is not None:
             yield end
     finally:
