@@ -41,12 +41,11 @@ import msgspec
 
 from actors.decide import event_to_api
 from eventlog import Event
-from eventlog.codec import MSGSPEC_ENCODE_ERRORS
+from eventlog.codec import MSGSPEC_ENCODE_ERRORS, fast_decode
 
 __all__ = ["HistoryCache"]
 
 _encode = msgspec.json.Encoder().encode
-_decode = msgspec.json.Decoder().decode
 
 
 class _History:
@@ -72,7 +71,7 @@ class _History:
 
     def decode(self) -> None:
         if self.raw:
-            self.events = _decode(b"[" + b",".join(self.events) + b"]")
+            self.events = fast_decode(b"[" + b",".join(self.events) + b"]")
             self.raw = False
 
     def encode(self) -> bool:
